@@ -1,0 +1,306 @@
+//! The embedded object store: a local directory.
+//!
+//! Writes go to a temporary file, are fsynced, renamed into place and the directory is fsynced,
+//! so an object is either absent or complete, and present after a crash once a put returned.
+use std::io;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::fs;
+use tokio::io::AsyncWriteExt;
+
+use crate::objects::{ByteStream, ObjectError, ObjectReader, ObjectStore, PutOutcome};
+
+#[derive(Debug, Clone)]
+pub struct LocalDirStore {
+    root: PathBuf,
+}
+
+const TMP_DIR: &str = ".tmp";
+
+impl LocalDirStore {
+    pub async fn open(root: impl Into<PathBuf>) -> Result<Self, ObjectError> {
+        let root = root.into();
+        fs::create_dir_all(root.join(TMP_DIR)).await?;
+        let store = Self { root };
+        store.sweep_temporaries().await?;
+        Ok(store)
+    }
+
+    /// Temporary files left by a crash are never referenced; remove them at start-up.
+    async fn sweep_temporaries(&self) -> Result<(), ObjectError> {
+        let mut dir = fs::read_dir(self.root.join(TMP_DIR)).await?;
+        while let Some(entry) = dir.next_entry().await? {
+            let _ = fs::remove_file(entry.path()).await;
+        }
+        Ok(())
+    }
+
+    /// Maps a key onto a path below the root; anything that could step outside is refused.
+    pub fn path_of(&self, key: &str) -> Result<PathBuf, ObjectError> {
+        let invalid = || ObjectError::InvalidKey(key.to_owned());
+        if key.is_empty() || key.len() > 1024 {
+            return Err(invalid());
+        }
+        let mut path = self.root.clone();
+        for comp in key.split('/') {
+            let ok = !comp.is_empty()
+                && !comp.starts_with('.')
+                && comp
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                return Err(invalid());
+            }
+            path.push(comp);
+        }
+        Ok(path)
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let name: u128 = rand::random();
+        self.root.join(TMP_DIR).join(format!("{name:032x}"))
+    }
+
+    /// Moves a fully written, fsynced temporary file into place and makes the rename durable.
+    async fn publish(&self, tmp: &Path, dest: &Path) -> Result<(), ObjectError> {
+        let parent = dest
+            .parent()
+            .ok_or_else(|| ObjectError::InvalidKey(dest.display().to_string()))?;
+        self.ensure_dir(parent).await?;
+        fs::rename(tmp, dest).await?;
+        sync_dir(parent).await?;
+        Ok(())
+    }
+
+    /// Creates missing directories below the root, fsyncing each parent so they survive a crash.
+    async fn ensure_dir(&self, dir: &Path) -> Result<(), ObjectError> {
+        if fs::metadata(dir).await.is_ok() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        let mut cur = dir;
+        while cur != self.root && fs::metadata(cur).await.is_err() {
+            missing.push(cur.to_path_buf());
+            cur = cur.parent().unwrap_or(&self.root);
+        }
+        for d in missing.iter().rev() {
+            match fs::create_dir(d).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(p) = d.parent() {
+                sync_dir(p).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_temp(
+        &self,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<(PathBuf, PutOutcome), ObjectError> {
+        let tmp = self.temp_path();
+        let result = async {
+            let mut file = fs::File::create(&tmp).await?;
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            let mut body = body;
+            while let Some(piece) = body.next().await {
+                let piece = piece.map_err(ObjectError::Source)?;
+                size += piece.len() as u64;
+                if size > limit {
+                    return Err(ObjectError::TooLarge { limit });
+                }
+                hasher.update(&piece);
+                file.write_all(&piece).await?;
+            }
+            file.flush().await?;
+            file.sync_all().await?;
+            Ok(PutOutcome {
+                size,
+                sha256_hex: hex::encode(hasher.finalize()),
+            })
+        }
+        .await;
+        match result {
+            Ok(outcome) => Ok((tmp, outcome)),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+        .await
+        .map_err(io::Error::other)?
+}
+
+fn not_found(key: &str, e: io::Error) -> ObjectError {
+    if e.kind() == io::ErrorKind::NotFound {
+        ObjectError::NotFound(key.to_owned())
+    } else {
+        ObjectError::Io(e)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalDirStore {
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<PutOutcome, ObjectError> {
+        let dest = self.path_of(key)?;
+        let (tmp, outcome) = self.write_temp(body, limit).await?;
+        if let Err(e) = self.publish(&tmp, &dest).await {
+            let _ = fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        Ok(outcome)
+    }
+
+    async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError> {
+        let dest = self.path_of(key)?;
+        let tmp = self.temp_path();
+        let written = tokio::task::spawn_blocking({
+            let tmp = tmp.clone();
+            move || -> io::Result<()> {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_all()
+            }
+        })
+        .await
+        .map_err(io::Error::other)?;
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp).await;
+            return Err(e.into());
+        }
+        if let Err(e) = self.publish(&tmp, &dest).await {
+            let _ = fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<u64>, ObjectError> {
+        match fs::metadata(self.path_of(key)?).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get_bytes(&self, key: &str) -> Result<Bytes, ObjectError> {
+        fs::read(self.path_of(key)?)
+            .await
+            .map(Bytes::from)
+            .map_err(|e| not_found(key, e))
+    }
+
+    async fn open(&self, key: &str) -> Result<ObjectReader, ObjectError> {
+        let file = fs::File::open(self.path_of(key)?)
+            .await
+            .map_err(|e| not_found(key, e))?;
+        Ok(Box::pin(file))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        match fs::remove_file(self.path_of(key)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream;
+
+    fn body(parts: Vec<&'static [u8]>) -> ByteStream {
+        Box::pin(stream::iter(
+            parts.into_iter().map(|p| Ok(Bytes::from_static(p))),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_streamed_put_is_stored_whole_with_its_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::open(dir.path()).await.unwrap();
+        let out = store
+            .put_stream("raw/a", body(vec![b"hello ", b"world"]), 100)
+            .await
+            .unwrap();
+        assert_eq!(out.size, 11);
+        assert_eq!(out.sha256_hex, hex::encode(Sha256::digest(b"hello world")));
+        assert_eq!(
+            store.get_bytes("raw/a").await.unwrap(),
+            Bytes::from_static(b"hello world")
+        );
+        assert_eq!(store.head("raw/a").await.unwrap(), Some(11));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_put_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::open(dir.path()).await.unwrap();
+        let err = store
+            .put_stream("raw/b", body(vec![b"12345", b"678"]), 6)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ObjectError::TooLarge { limit: 6 }));
+        assert_eq!(store.head("raw/b").await.unwrap(), None);
+        let leftovers = std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count();
+        assert_eq!(leftovers, 0);
+    }
+
+    #[tokio::test]
+    async fn keys_cannot_escape_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::open(dir.path()).await.unwrap();
+        for key in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            ".tmp/x",
+            "a\\b",
+            "",
+        ] {
+            assert!(
+                matches!(store.path_of(key), Err(ObjectError::InvalidKey(_))),
+                "{key}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn deleting_twice_is_fine_and_missing_objects_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::open(dir.path()).await.unwrap();
+        store
+            .put_bytes("chunks/ab/abcd", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        store.delete("chunks/ab/abcd").await.unwrap();
+        store.delete("chunks/ab/abcd").await.unwrap();
+        assert!(matches!(
+            store.get_bytes("chunks/ab/abcd").await,
+            Err(ObjectError::NotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,153 @@
+//! The metadata store port: files, their state, their chunks, tenants' keys and the outbox.
+use async_trait::async_trait;
+use filestore_domain::keys::WrappedSecret;
+use filestore_domain::messages::ChunkEntry;
+use filestore_domain::state::IllegalTransition;
+use filestore_domain::{FileEvent, FileId, FileStatus, OwnerId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the metadata database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("file {0} does not exist")]
+    NotFound(FileId),
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    #[error("the upload was already recorded with a different size or checksum")]
+    UploadMismatch,
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("metadata database error: {0}")]
+    Database(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+/// A file as registered by a client, before any bytes arrive.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub id: FileId,
+    pub owner: OwnerId,
+    pub path: String,
+    pub size: u64,
+    pub declared_sha256: Option<String>,
+    pub content_type: String,
+}
+
+impl NewFile {
+    /// Where the raw bytes of this file live in the object store.
+    pub fn raw_key(id: &FileId) -> String {
+        format!("raw/{id}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub id: FileId,
+    pub owner: OwnerId,
+    pub path: String,
+    pub size: u64,
+    pub declared_sha256: Option<String>,
+    pub content_type: String,
+    pub status: FileStatus,
+    pub status_reason: Option<String>,
+    pub raw_key: String,
+    pub uploaded_size: Option<u64>,
+    pub uploaded_sha256: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// A message to publish once the transaction that produced it commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOutbox {
+    pub id: i64,
+    pub message: OutboxMessage,
+}
+
+/// What a tenant holds: logical bytes in files, and what the deduplicated chunks really take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub files: u64,
+    pub logical_bytes: u64,
+    pub chunks: u64,
+    pub chunk_plain_bytes: u64,
+    pub chunk_stored_bytes: u64,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Cheap liveness probe of the database.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn tenant_secret(&self, owner: &OwnerId) -> Result<Option<WrappedSecret>, StoreError>;
+    /// Stores `wrapped` unless the tenant already has a secret; returns the one that is stored.
+    async fn insert_tenant_secret(
+        &self,
+        owner: &OwnerId,
+        wrapped: WrappedSecret,
+    ) -> Result<WrappedSecret, StoreError>;
+
+    async fn create_files(&self, files: &[NewFile]) -> Result<(), StoreError>;
+    async fn get_file(&self, id: &FileId) -> Result<Option<FileRecord>, StoreError>;
+
+    /// Records what the raw upload turned out to be (size, SHA-256); only while `uploading`.
+    async fn record_upload(
+        &self,
+        id: &FileId,
+        size: u64,
+        sha256_hex: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Applies `event` through the state machine in one transaction; when the state changes and
+    /// `announce` is given, the message goes into the outbox in that same transaction.
+    async fn apply_event(
+        &self,
+        id: &FileId,
+        event: FileEvent,
+        reason: Option<&str>,
+        announce: Option<OutboxMessage>,
+    ) -> Result<FileStatus, StoreError>;
+
+    /// Chunk ids among `ids` the tenant already stores, with their stored sizes.
+    async fn known_chunks(
+        &self,
+        owner: &OwnerId,
+        ids: &[String],
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+    async fn record_chunk(
+        &self,
+        owner: &OwnerId,
+        id: &str,
+        plain_size: u64,
+        stored_size: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Writes the chunk manifest and marks the file ready, atomically and idempotently.
+    async fn index_file(
+        &self,
+        id: &FileId,
+        chunks: &[ChunkEntry],
+    ) -> Result<FileStatus, StoreError>;
+    async fn file_chunks(&self, id: &FileId) -> Result<Vec<ChunkEntry>, StoreError>;
+
+    async fn usage(&self, owner: &OwnerId) -> Result<Usage, StoreError>;
+
+    async fn outbox_pending(&self, limit: u32) -> Result<Vec<PendingOutbox>, StoreError>;
+    async fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError>;
+}

@@ -1,0 +1,60 @@
+//! The object store port: raw uploads and chunk objects.
+use std::io;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use tokio::io::AsyncRead;
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+pub type ObjectReader = Pin<Box<dyn AsyncRead + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("object {0} does not exist")]
+    NotFound(String),
+    #[error("object key {0:?} is not allowed")]
+    InvalidKey(String),
+    #[error("the body is larger than the declared {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("reading the request body failed: {0}")]
+    Source(io::Error),
+    #[error("object storage is unavailable: {0}")]
+    Unavailable(String),
+    #[error("object storage I/O failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// What a streamed upload stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub size: u64,
+    pub sha256_hex: String,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Stores the stream under `key`, durably, replacing any previous object atomically; fails
+    /// without storing anything when the stream yields more than `limit` bytes or errors.
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<PutOutcome, ObjectError>;
+
+    /// Stores a whole object durably. Chunk objects are content-addressed, so a repeat is a no-op.
+    async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError>;
+
+    /// Size of the object, or `None` when it does not exist.
+    async fn head(&self, key: &str) -> Result<Option<u64>, ObjectError>;
+
+    async fn get_bytes(&self, key: &str) -> Result<Bytes, ObjectError>;
+
+    /// A reader over the whole object, for streaming consumers with bounded memory.
+    async fn open(&self, key: &str) -> Result<ObjectReader, ObjectError>;
+
+    /// Removes the object; removing a missing one is not an error.
+    async fn delete(&self, key: &str) -> Result<(), ObjectError>;
+}

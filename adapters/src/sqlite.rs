@@ -1,0 +1,428 @@
+//! The embedded metadata store: SQLite through sqlx, WAL, `synchronous=FULL`.
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use filestore_domain::keys::WrappedSecret;
+use filestore_domain::messages::ChunkEntry;
+use filestore_domain::state::transition;
+use filestore_domain::{FileEvent, FileId, FileStatus, OwnerId};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::Mutex;
+
+use crate::clock::now_ms;
+use crate::meta::{
+    FileRecord, MetadataStore, NewFile, OutboxMessage, PendingOutbox, StoreError, Usage,
+};
+
+/// SQLite has one writer at a time; taking turns inside the process avoids busy errors on
+/// read-then-write transactions, and `busy_timeout` covers other processes.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: Arc<Mutex<()>>,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        Ok(Self {
+            pool,
+            writer: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(crate) fn writer(&self) -> &Mutex<()> {
+        &self.writer
+    }
+}
+
+fn u64_col(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
+    let v: i64 = row.try_get(col)?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {col}")))
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v)
+        .map_err(|_| StoreError::Corrupt(format!("value {v} exceeds the database range")))
+}
+
+fn file_from_row(row: &SqliteRow) -> Result<FileRecord, StoreError> {
+    let corrupt =
+        |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
+    let id: String = row.try_get("id")?;
+    let owner: String = row.try_get("owner")?;
+    let status: String = row.try_get("status")?;
+    let uploaded_size: Option<i64> = row.try_get("uploaded_size")?;
+    Ok(FileRecord {
+        id: FileId::from_str(&id).map_err(|e| corrupt("file id", &e))?,
+        owner: OwnerId::from_str(&owner).map_err(|e| corrupt("owner", &e))?,
+        path: row.try_get("path")?,
+        size: u64_col(row, "size")?,
+        declared_sha256: row.try_get("declared_sha256")?,
+        content_type: row.try_get("content_type")?,
+        status: FileStatus::from_str(&status).map_err(|e| corrupt("status", &e))?,
+        status_reason: row.try_get("status_reason")?,
+        raw_key: row.try_get("raw_key")?,
+        uploaded_size: uploaded_size.and_then(|v| u64::try_from(v).ok()),
+        uploaded_sha256: row.try_get("uploaded_sha256")?,
+        created_at_ms: row.try_get("created_at")?,
+        updated_at_ms: row.try_get("updated_at")?,
+    })
+}
+
+fn chunk_from_row(row: &SqliteRow) -> Result<ChunkEntry, StoreError> {
+    let id: String = row.try_get("chunk_id")?;
+    let sha: String = row.try_get("sha256")?;
+    let mut sha256 = [0u8; 32];
+    hex::decode_to_slice(&sha, &mut sha256)
+        .map_err(|e| StoreError::Corrupt(format!("chunk sha256: {e}")))?;
+    let idx: i64 = row.try_get("idx")?;
+    let length: i64 = row.try_get("length")?;
+    Ok(ChunkEntry {
+        index: u32::try_from(idx).map_err(|_| StoreError::Corrupt("chunk index".into()))?,
+        offset: u64_col(row, "offset")?,
+        length: u32::try_from(length).map_err(|_| StoreError::Corrupt("chunk length".into()))?,
+        id: id
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("chunk id: {e}")))?,
+        sha256,
+        stored_size: u64_col(row, "stored_size")?,
+    })
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn tenant_secret(&self, owner: &OwnerId) -> Result<Option<WrappedSecret>, StoreError> {
+        let row = sqlx::query("SELECT key_id, wrapped_secret FROM tenants WHERE owner = ?")
+            .bind(owner.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(WrappedSecret {
+                key_id: r.try_get("key_id")?,
+                blob: r.try_get("wrapped_secret")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_tenant_secret(
+        &self,
+        owner: &OwnerId,
+        wrapped: WrappedSecret,
+    ) -> Result<WrappedSecret, StoreError> {
+        {
+            let _w = self.writer.lock().await;
+            sqlx::query(
+                "INSERT INTO tenants (owner, key_id, wrapped_secret, created_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (owner) DO NOTHING",
+            )
+            .bind(owner.as_str())
+            .bind(&wrapped.key_id)
+            .bind(&wrapped.blob)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        }
+        self.tenant_secret(owner)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("tenant secret vanished after insert".into()))
+    }
+
+    async fn create_files(&self, files: &[NewFile]) -> Result<(), StoreError> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for f in files {
+            sqlx::query(
+                "INSERT INTO files (id, owner, path, size, declared_sha256, content_type, status, raw_key, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, 'uploading', ?, ?, ?)",
+            )
+            .bind(f.id.to_string())
+            .bind(f.owner.as_str())
+            .bind(&f.path)
+            .bind(to_i64(f.size)?)
+            .bind(&f.declared_sha256)
+            .bind(&f.content_type)
+            .bind(NewFile::raw_key(&f.id))
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_file(&self, id: &FileId) -> Result<Option<FileRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM files WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(file_from_row).transpose()
+    }
+
+    async fn record_upload(
+        &self,
+        id: &FileId,
+        size: u64,
+        sha256_hex: &str,
+    ) -> Result<(), StoreError> {
+        let _w = self.writer.lock().await;
+        let done = sqlx::query(
+            "UPDATE files SET uploaded_size = ?, uploaded_sha256 = ?, updated_at = ?
+             WHERE id = ? AND status = 'uploading'",
+        )
+        .bind(to_i64(size)?)
+        .bind(sha256_hex)
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        drop(_w);
+        // Not uploading any more: the same bytes again is a harmless retry, other bytes are not.
+        match self.get_file(id).await? {
+            None => Err(StoreError::NotFound(*id)),
+            Some(f)
+                if f.uploaded_size == Some(size)
+                    && f.uploaded_sha256.as_deref() == Some(sha256_hex) =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(StoreError::UploadMismatch),
+        }
+    }
+
+    async fn apply_event(
+        &self,
+        id: &FileId,
+        event: FileEvent,
+        reason: Option<&str>,
+        announce: Option<OutboxMessage>,
+    ) -> Result<FileStatus, StoreError> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT status FROM files WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound(*id))?;
+        let status: String = row.try_get("status")?;
+        let from = FileStatus::from_str(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let to = transition(from, event)?;
+        if to != from {
+            let now = now_ms();
+            sqlx::query(
+                "UPDATE files SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(to.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if let Some(msg) = announce {
+                sqlx::query(
+                    "INSERT INTO outbox (routing_key, payload, created_at) VALUES (?, ?, ?)",
+                )
+                .bind(&msg.routing_key)
+                .bind(&msg.payload)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(to)
+    }
+
+    async fn known_chunks(
+        &self,
+        owner: &OwnerId,
+        ids: &[String],
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut known = Vec::new();
+        // SQLite limits bound parameters; 500 per query is well inside it.
+        for batch in ids.chunks(500) {
+            let placeholders = vec!["?"; batch.len()].join(",");
+            let sql = format!(
+                "SELECT id, stored_size FROM chunks WHERE owner = ? AND id IN ({placeholders})"
+            );
+            let mut q = sqlx::query(&sql).bind(owner.as_str());
+            for id in batch {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                known.push((row.try_get("id")?, u64_col(&row, "stored_size")?));
+            }
+        }
+        Ok(known)
+    }
+
+    async fn record_chunk(
+        &self,
+        owner: &OwnerId,
+        id: &str,
+        plain_size: u64,
+        stored_size: u64,
+    ) -> Result<(), StoreError> {
+        let _w = self.writer.lock().await;
+        sqlx::query(
+            "INSERT INTO chunks (owner, id, plain_size, stored_size, created_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (owner, id) DO NOTHING",
+        )
+        .bind(owner.as_str())
+        .bind(id)
+        .bind(to_i64(plain_size)?)
+        .bind(to_i64(stored_size)?)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn index_file(
+        &self,
+        id: &FileId,
+        chunks: &[ChunkEntry],
+    ) -> Result<FileStatus, StoreError> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT status FROM files WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound(*id))?;
+        let status: String = row.try_get("status")?;
+        let from = FileStatus::from_str(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let to = transition(from, FileEvent::Indexed)?;
+        if from == to {
+            return Ok(to);
+        }
+        let file_id = id.to_string();
+        sqlx::query("DELETE FROM file_chunks WHERE file_id = ?")
+            .bind(&file_id)
+            .execute(&mut *tx)
+            .await?;
+        for c in chunks {
+            sqlx::query(
+                "INSERT INTO file_chunks (file_id, idx, offset, length, chunk_id, sha256, stored_size)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&file_id)
+            .bind(i64::from(c.index))
+            .bind(to_i64(c.offset)?)
+            .bind(i64::from(c.length))
+            .bind(c.id.to_string())
+            .bind(hex::encode(c.sha256))
+            .bind(to_i64(c.stored_size)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE files SET status = ?, status_reason = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(to.as_str())
+        .bind(now_ms())
+        .bind(&file_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(to)
+    }
+
+    async fn file_chunks(&self, id: &FileId) -> Result<Vec<ChunkEntry>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM file_chunks WHERE file_id = ? ORDER BY idx")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(chunk_from_row).collect()
+    }
+
+    async fn usage(&self, owner: &OwnerId) -> Result<Usage, StoreError> {
+        let files = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM files WHERE owner = ? AND status != 'deleted'",
+        )
+        .bind(owner.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        let chunks = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(plain_size), 0) AS plain, COALESCE(SUM(stored_size), 0) AS stored
+             FROM chunks WHERE owner = ?",
+        )
+        .bind(owner.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Usage {
+            files: u64_col(&files, "n")?,
+            logical_bytes: u64_col(&files, "bytes")?,
+            chunks: u64_col(&chunks, "n")?,
+            chunk_plain_bytes: u64_col(&chunks, "plain")?,
+            chunk_stored_bytes: u64_col(&chunks, "stored")?,
+        })
+    }
+
+    async fn outbox_pending(&self, limit: u32) -> Result<Vec<PendingOutbox>, StoreError> {
+        let rows = sqlx::query("SELECT id, routing_key, payload FROM outbox ORDER BY id LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingOutbox {
+                    id: r.try_get("id")?,
+                    message: OutboxMessage {
+                        routing_key: r.try_get("routing_key")?,
+                        payload: r.try_get("payload")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM outbox WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! Request and response bodies of the v1 API (camelCase JSON).
+use filestore_adapters::{FileRecord, Usage};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::Problem;
+
+/// One file to upload.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterFile {
+    /// Where the file lives in the user's tree, `/`-separated.
+    pub path: String,
+    /// Exact size in bytes.
+    #[schema(value_type = u64)]
+    pub size: serde_json::Number,
+    /// Optional SHA-256 (hex) the upload must match.
+    pub sha256: Option<String>,
+    /// MIME type; `application/octet-stream` when absent.
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct RegisterBatch {
+    pub files: Vec<RegisterFile>,
+}
+
+/// Where and how to send the bytes of a registered file.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Registered {
+    pub file_id: String,
+    pub status: String,
+    /// URL to send the raw bytes to.
+    pub location: String,
+    pub upload_method: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItem {
+    pub index: usize,
+    #[serde(flatten)]
+    pub registered: Option<Registered>,
+    pub error: Option<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchRegistered {
+    pub results: Vec<BatchItem>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadReceipt {
+    pub file_id: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct FinalizeRequest {
+    /// `sha256-<64 hex digits>` of the whole file.
+    pub checksum: String,
+    #[schema(value_type = u64)]
+    pub size: serde_json::Number,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FinalizeResponse {
+    pub file_id: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileMetadata {
+    pub file_id: String,
+    pub path: String,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub content_type: String,
+    /// uploading, processing, ready, quarantined, failed or deleted.
+    pub status: String,
+    /// Why the file is quarantined or failed.
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+impl From<&FileRecord> for FileMetadata {
+    fn from(f: &FileRecord) -> Self {
+        Self {
+            file_id: f.id.to_string(),
+            path: f.path.clone(),
+            size: f.size,
+            sha256: f
+                .uploaded_sha256
+                .clone()
+                .or_else(|| f.declared_sha256.clone()),
+            content_type: f.content_type.clone(),
+            status: f.status.to_string(),
+            reason: f.status_reason.clone(),
+            created_at: rfc3339(f.created_at_ms),
+            updated_at: rfc3339(f.updated_at_ms),
+        }
+    }
+}
+
+/// Everything a client needs to fetch, decrypt, verify and reassemble a file in parallel.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub file_id: String,
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub content_type: String,
+    /// Unix seconds after which the chunk URLs stop working.
+    pub expires_at: u64,
+    pub chunks: Vec<ChunkLink>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkLink {
+    pub index: u32,
+    pub offset: u64,
+    pub length: u32,
+    /// Chunk id (hex); also the AAD of its encryption.
+    pub id: String,
+    /// Signed URL of the stored (encrypted) chunk; relative URLs resolve against the API.
+    pub url: String,
+    /// AES-256-GCM key of this chunk (hex).
+    pub key: String,
+    /// SHA-256 of the chunk's plaintext (hex).
+    pub sha256: String,
+    pub stored_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DescriptorItem {
+    pub id: String,
+    pub descriptor: Option<Descriptor>,
+    pub error: Option<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DescriptorBatch {
+    pub files: Vec<DescriptorItem>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct SignedQuery {
+    pub exp: u64,
+    pub sig: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdsQuery {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageResponse {
+    pub files: u64,
+    pub logical_bytes: u64,
+    pub chunks: u64,
+    pub chunk_plain_bytes: u64,
+    pub chunk_stored_bytes: u64,
+}
+
+impl From<Usage> for UsageResponse {
+    fn from(u: Usage) -> Self {
+        Self {
+            files: u.files,
+            logical_bytes: u.logical_bytes,
+            chunks: u.chunks,
+            chunk_plain_bytes: u.chunk_plain_bytes,
+            chunk_stored_bytes: u.chunk_stored_bytes,
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Filestore's REST API (DESIGN §5): JWT-authenticated, owner-checked, problem+json errors.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod range;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod validate;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+
+pub use config::ApiConfig;
+pub use state::{AppState, Inner};
+
+/// JSON bodies (registration batches) stay under this; file content is streamed, not buffered.
+const JSON_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Filestore API", version = "1", description = "Upload, process and download files. Errors are application/problem+json with a stable `code`."),
+    paths(
+        routes::upload::register_one,
+        routes::upload::register_batch,
+        routes::upload::put_content,
+        routes::upload::finalize,
+        routes::upload::metadata,
+        routes::download::descriptor,
+        routes::download::descriptor_batch,
+        routes::download::content,
+        routes::download::chunk,
+        routes::ops::usage,
+        routes::ops::healthz,
+        routes::ops::readyz,
+        routes::ops::metrics,
+    ),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+pub fn router(state: AppState) -> Router {
+    use routes::{download, ops, upload};
+    Router::new()
+        .route("/v1/file", post(upload::register_one))
+        .route("/v1/file/{id}", get(download::descriptor))
+        .route(
+            "/v1/files",
+            post(upload::register_batch).get(download::descriptor_batch),
+        )
+        .route(
+            "/v1/files/{id}/content",
+            get(download::content).put(upload::put_content),
+        )
+        .route("/v1/files/{id}/finalize", post(upload::finalize))
+        .route("/v1/files/{id}/metadata", get(upload::metadata))
+        .route("/v1/chunks/{id}", get(download::chunk))
+        .route("/v1/usage", get(ops::usage))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(ops::no_route)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(track_http))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn track_http(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("filestore_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("filestore_http_request_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}

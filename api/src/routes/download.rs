@@ -1,0 +1,316 @@
+//! Download descriptors, the plaintext stream, and signed chunk objects.
+use std::collections::HashSet;
+use std::io;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use filestore_adapters::FileRecord;
+use filestore_adapters::clock::now_secs;
+use filestore_domain::codec::decode;
+use filestore_domain::keys::TenantSecret;
+use filestore_domain::messages::ChunkEntry;
+use filestore_domain::signing::SignatureError;
+use filestore_domain::{ChunkId, FileStatus, OwnerId};
+use futures::StreamExt;
+
+use crate::auth::User;
+use crate::dto::{ChunkLink, Descriptor, DescriptorBatch, DescriptorItem, IdsQuery, SignedQuery};
+use crate::error::ApiError;
+use crate::range::{RangeRequest, parse_range};
+use crate::routes::owned_file;
+use crate::state::AppState;
+
+/// Chunks decrypted ahead of the one being sent, to keep the stream busy.
+const STREAM_PREFETCH: usize = 4;
+const MAX_BATCH_IDS: usize = 100;
+
+fn ensure_downloadable(file: &FileRecord) -> Result<(), ApiError> {
+    match file.status {
+        FileStatus::Ready => Ok(()),
+        FileStatus::Quarantined => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "file_quarantined",
+            file.status_reason
+                .clone()
+                .unwrap_or_else(|| "the file was quarantined as malware".into()),
+        )),
+        FileStatus::Failed => Err(ApiError::conflict(
+            "file_failed",
+            file.status_reason
+                .clone()
+                .unwrap_or_else(|| "processing the file failed".into()),
+        )),
+        other => Err(ApiError::conflict(
+            "not_ready",
+            format!("the file is {other}; try again when it is ready"),
+        )),
+    }
+}
+
+fn chunk_resource(id: &ChunkId) -> String {
+    format!("chunk:{id}")
+}
+
+async fn build_descriptor(
+    state: &AppState,
+    owner: &OwnerId,
+    id: &str,
+) -> Result<Descriptor, ApiError> {
+    let file = owned_file(state, owner, id).await?;
+    ensure_downloadable(&file)?;
+    let tenant = state.tenants.secret_for(owner).await?;
+    let chunks = state.store.file_chunks(&file.id).await?;
+    let expires_at = now_secs() + state.config.signed_url_ttl;
+    let links = chunks
+        .iter()
+        .map(|c| ChunkLink {
+            index: c.index,
+            offset: c.offset,
+            length: c.length,
+            id: c.id.to_string(),
+            url: format!(
+                "/v1/chunks/{}?exp={expires_at}&sig={}",
+                c.id,
+                state.signer.sign(&chunk_resource(&c.id), expires_at)
+            ),
+            key: tenant.chunk_key(&c.sha256).to_hex(),
+            sha256: hex::encode(c.sha256),
+            stored_size: c.stored_size,
+        })
+        .collect();
+    Ok(Descriptor {
+        file_id: file.id.to_string(),
+        path: file.path.clone(),
+        size: file.size,
+        sha256: file.uploaded_sha256.clone().unwrap_or_default(),
+        content_type: file.content_type.clone(),
+        expires_at,
+        chunks: links,
+    })
+}
+
+/// Download descriptor: every chunk with a signed URL, its key and its plaintext hash.
+#[utoipa::path(get, path = "/v1/file/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Descriptor), (status = 403, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn descriptor(
+    State(state): State<AppState>,
+    User(owner): User,
+    Path(id): Path<String>,
+) -> Result<Json<Descriptor>, ApiError> {
+    build_descriptor(&state, &owner, &id).await.map(Json)
+}
+
+/// Descriptors of several files (`?id=a,b,c`); each item succeeds or fails on its own.
+#[utoipa::path(get, path = "/v1/files", params(("id" = String, Query, description = "comma-separated file ids")),
+    responses((status = 200, body = DescriptorBatch), (status = 400, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn descriptor_batch(
+    State(state): State<AppState>,
+    User(owner): User,
+    Query(q): Query<IdsQuery>,
+) -> Result<Json<DescriptorBatch>, ApiError> {
+    let ids = distinct_ids(&q.id);
+    if ids.is_empty() || ids.len() > MAX_BATCH_IDS {
+        return Err(ApiError::bad_request(
+            "invalid_batch",
+            format!("ask for 1 to {MAX_BATCH_IDS} ids, got {}", ids.len()),
+        ));
+    }
+    let mut files = Vec::with_capacity(ids.len());
+    for id in ids {
+        let item = match build_descriptor(&state, &owner, id).await {
+            Ok(d) => DescriptorItem {
+                id: id.to_owned(),
+                descriptor: Some(d),
+                error: None,
+            },
+            Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE || e.status.is_server_error() => {
+                return Err(e);
+            }
+            Err(e) => DescriptorItem {
+                id: id.to_owned(),
+                descriptor: None,
+                error: Some(e.problem()),
+            },
+        };
+        files.push(item);
+    }
+    Ok(Json(DescriptorBatch { files }))
+}
+
+/// Distinct ids in request order (a repeated id is answered once).
+pub fn distinct_ids(list: &str) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && seen.insert(*s))
+        .collect()
+}
+
+/// Fetches, decrypts and verifies one chunk.
+async fn open_chunk(
+    state: AppState,
+    tenant: TenantSecret,
+    entry: ChunkEntry,
+) -> Result<Bytes, io::Error> {
+    let stored = state
+        .objects
+        .get_bytes(&entry.id.object_key())
+        .await
+        .map_err(io::Error::other)?;
+    tokio::task::spawn_blocking(move || {
+        let key = tenant.chunk_key(&entry.sha256);
+        decode(
+            &stored,
+            &entry.id,
+            &key,
+            &entry.sha256,
+            entry.length as usize,
+        )
+        .map(Bytes::from)
+        .map_err(|e| {
+            metrics::counter!("filestore_integrity_failures_total").increment(1);
+            tracing::error!(chunk = %entry.id, error = %e, "stored chunk failed verification");
+            io::Error::new(io::ErrorKind::InvalidData, e)
+        })
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+fn etag_matches(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
+    if_none_match
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+/// The plaintext, streamed and verified chunk by chunk; supports one `Range` and `ETag`.
+///
+/// A chunk that fails verification aborts the stream: the client sees a truncated transfer
+/// (short of `Content-Length`), never wrong bytes.
+#[utoipa::path(get, path = "/v1/files/{id}/content", params(("id" = String, Path)),
+    responses((status = 200, description = "the whole file"), (status = 206, description = "the requested range"),
+              (status = 304, description = "not modified"), (status = 416, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn content(
+    State(state): State<AppState>,
+    User(owner): User,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let file = owned_file(&state, &owner, &id).await?;
+    ensure_downloadable(&file)?;
+    let etag = format!(
+        "\"{}\"",
+        file.uploaded_sha256.as_deref().unwrap_or_default()
+    );
+    let etag_value = HeaderValue::from_str(&etag).map_err(ApiError::internal)?;
+    if etag_matches(headers.get(header::IF_NONE_MATCH), &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
+    }
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, end) = match parse_range(range_header, file.size) {
+        RangeRequest::Full => (StatusCode::OK, 0, file.size),
+        RangeRequest::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end + 1),
+        RangeRequest::Unsatisfiable => {
+            let mut resp = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the file has {} bytes", file.size),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", file.size)) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(resp);
+        }
+    };
+    let tenant = state.tenants.secret_for(&owner).await?;
+    let wanted: Vec<(ChunkEntry, usize, usize)> = state
+        .store
+        .file_chunks(&file.id)
+        .await?
+        .into_iter()
+        .filter(|c| c.offset < end && c.offset + u64::from(c.length) > start)
+        .map(|c| {
+            let lo = start.saturating_sub(c.offset) as usize;
+            let hi = (end.min(c.offset + u64::from(c.length)) - c.offset) as usize;
+            (c, lo, hi)
+        })
+        .collect();
+    let body = futures::stream::iter(wanted)
+        .map(move |(entry, lo, hi)| {
+            let fetch = open_chunk(state.clone(), tenant.clone(), entry);
+            async move { fetch.await.map(|plain| plain.slice(lo..hi)) }
+        })
+        .buffered(STREAM_PREFETCH);
+    let mut resp = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, &file.content_type)
+        .header(header::CONTENT_LENGTH, end - start)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, etag_value)
+        .header(header::CACHE_CONTROL, "private, no-cache");
+    if status == StatusCode::PARTIAL_CONTENT {
+        resp = resp.header(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{}", start, end - 1, file.size),
+        );
+    }
+    resp.body(Body::from_stream(body))
+        .map_err(ApiError::internal)
+}
+
+/// A stored chunk (ciphertext) by signed URL; immutable, so caches may keep it forever.
+#[utoipa::path(get, path = "/v1/chunks/{id}", params(("id" = String, Path), ("exp" = u64, Query), ("sig" = String, Query)),
+    responses((status = 200, description = "the encrypted chunk"), (status = 403, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem)))]
+pub async fn chunk(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<SignedQuery>,
+) -> Result<Response, ApiError> {
+    let chunk_id: ChunkId = id
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such chunk"))?;
+    state
+        .signer
+        .verify(&chunk_resource(&chunk_id), q.exp, &q.sig, now_secs())
+        .map_err(|e| match e {
+            SignatureError::Expired => {
+                ApiError::new(StatusCode::FORBIDDEN, "url_expired", e.to_string())
+            }
+            SignatureError::Invalid => {
+                ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", e.to_string())
+            }
+        })?;
+    let bytes = state
+        .objects
+        .get_bytes(&chunk_id.object_key())
+        .await
+        .map_err(|e| match e {
+            filestore_adapters::ObjectError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such chunk")
+            }
+            other => other.into(),
+        })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (
+                header::CACHE_CONTROL,
+                "public, max-age=31536000, immutable".to_owned(),
+            ),
+            (header::ETAG, format!("\"{chunk_id}\"")),
+        ],
+        bytes,
+    )
+        .into_response())
+}

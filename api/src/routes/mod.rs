@@ -1,0 +1,42 @@
+//! HTTP handlers, grouped by what the client is doing.
+pub mod download;
+pub mod ops;
+pub mod upload;
+
+use axum::extract::{FromRequest, Request};
+use filestore_adapters::FileRecord;
+use filestore_domain::{FileId, FileStatus, OwnerId};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `Json<T>` whose rejections are problem documents with the `invalid_request` code.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "invalid_request",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// The caller's file, or 404: a foreign id and a missing id get the same answer.
+pub async fn owned_file(
+    state: &AppState,
+    owner: &OwnerId,
+    id: &str,
+) -> Result<FileRecord, ApiError> {
+    let id: FileId = id.parse().map_err(|_| ApiError::not_found())?;
+    match state.store.get_file(&id).await? {
+        Some(f) if &f.owner == owner && f.status != FileStatus::Deleted => Ok(f),
+        _ => Err(ApiError::not_found()),
+    }
+}

@@ -1,0 +1,57 @@
+//! Health, readiness, metrics, the OpenAPI document, and the caller's usage.
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::User;
+use crate::dto::UsageResponse;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the metadata database answers.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, body = crate::error::Problem)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.store.ping().await?;
+    Ok("ready\n")
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics are not enabled in this process\n",
+        )
+            .into_response(),
+    }
+}
+
+/// What the caller stores: logical bytes, and what deduplicated, compressed chunks take.
+#[utoipa::path(get, path = "/v1/usage", responses((status = 200, body = UsageResponse)), security(("bearer" = [])))]
+pub async fn usage(
+    State(state): State<AppState>,
+    User(owner): User,
+) -> Result<Json<UsageResponse>, ApiError> {
+    Ok(Json(state.store.usage(&owner).await?.into()))
+}
+
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi())
+}
+
+pub async fn no_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route")
+}

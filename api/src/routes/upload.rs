@@ -1,0 +1,258 @@
+//! Registering uploads, receiving their bytes, and finalizing them.
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use filestore_adapters::meta::OutboxMessage;
+use filestore_adapters::{FileRecord, NewFile};
+use filestore_domain::messages::{FileMessage, routing};
+use filestore_domain::{FileEvent, FileStatus};
+use futures::TryStreamExt;
+
+use crate::auth::User;
+use crate::dto::{
+    BatchItem, BatchRegistered, FileMetadata, FinalizeRequest, FinalizeResponse, RegisterBatch,
+    RegisterFile, Registered, UploadReceipt,
+};
+use crate::error::ApiError;
+use crate::routes::{ApiJson, owned_file};
+use crate::state::AppState;
+use crate::validate;
+
+fn registered(f: &NewFile) -> Registered {
+    Registered {
+        file_id: f.id.to_string(),
+        status: FileStatus::Uploading.to_string(),
+        location: format!("/v1/files/{}/content", f.id),
+        upload_method: "PUT".into(),
+    }
+}
+
+/// Register one upload.
+#[utoipa::path(post, path = "/v1/file", request_body = RegisterFile,
+    responses((status = 201, body = Registered), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn register_one(
+    State(state): State<AppState>,
+    User(owner): User,
+    ApiJson(req): ApiJson<RegisterFile>,
+) -> Result<(axum::http::StatusCode, Json<Registered>), ApiError> {
+    let file = validate::registration(&owner, &req, state.config.max_file_size)?;
+    state
+        .store
+        .create_files(std::slice::from_ref(&file))
+        .await?;
+    metrics::counter!("filestore_files_registered_total").increment(1);
+    Ok((axum::http::StatusCode::CREATED, Json(registered(&file))))
+}
+
+/// Register a batch of uploads; every item gets its own result.
+#[utoipa::path(post, path = "/v1/files", request_body = RegisterBatch,
+    responses((status = 200, body = BatchRegistered), (status = 400, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn register_batch(
+    State(state): State<AppState>,
+    User(owner): User,
+    ApiJson(req): ApiJson<RegisterBatch>,
+) -> Result<Json<BatchRegistered>, ApiError> {
+    if req.files.is_empty() || req.files.len() > state.config.max_batch {
+        return Err(ApiError::bad_request(
+            "invalid_batch",
+            format!(
+                "a batch holds 1 to {} files, got {}",
+                state.config.max_batch,
+                req.files.len()
+            ),
+        ));
+    }
+    let checked: Vec<Result<NewFile, ApiError>> = req
+        .files
+        .iter()
+        .map(|f| validate::registration(&owner, f, state.config.max_file_size))
+        .collect();
+    let valid: Vec<NewFile> = checked
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    if !valid.is_empty() {
+        state.store.create_files(&valid).await?;
+        metrics::counter!("filestore_files_registered_total").increment(valid.len() as u64);
+    }
+    let results = checked
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| match r {
+            Ok(f) => BatchItem {
+                index,
+                registered: Some(registered(&f)),
+                error: None,
+            },
+            Err(e) => BatchItem {
+                index,
+                registered: None,
+                error: Some(e.problem()),
+            },
+        })
+        .collect();
+    Ok(Json(BatchRegistered { results }))
+}
+
+/// Stream the raw bytes of a registered file. Returns once they are durably stored.
+#[utoipa::path(put, path = "/v1/files/{id}/content", params(("id" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = UploadReceipt), (status = 400, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
+              (status = 413, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn put_content(
+    State(state): State<AppState>,
+    User(owner): User,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<UploadReceipt>, ApiError> {
+    let file = owned_file(&state, &owner, &id).await?;
+    if file.status != FileStatus::Uploading {
+        return Err(ApiError::conflict(
+            "not_uploading",
+            format!(
+                "the file is {}; its content can no longer change",
+                file.status
+            ),
+        ));
+    }
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let stored = state
+        .objects
+        .put_stream(&file.raw_key, Box::pin(stream), file.size)
+        .await?;
+    let mismatch = if stored.size != file.size {
+        Some(ApiError::bad_request(
+            "size_mismatch",
+            format!(
+                "received {} bytes; {} were declared",
+                stored.size, file.size
+            ),
+        ))
+    } else if file
+        .declared_sha256
+        .as_deref()
+        .is_some_and(|d| d != stored.sha256_hex)
+    {
+        Some(ApiError::bad_request(
+            "checksum_mismatch",
+            "the bytes do not match the SHA-256 declared at registration",
+        ))
+    } else {
+        None
+    };
+    if let Some(err) = mismatch {
+        state.objects.delete(&file.raw_key).await?;
+        return Err(err);
+    }
+    state
+        .store
+        .record_upload(&file.id, stored.size, &stored.sha256_hex)
+        .await?;
+    metrics::counter!("filestore_upload_bytes_total").increment(stored.size);
+    Ok(Json(UploadReceipt {
+        file_id: file.id.to_string(),
+        size: stored.size,
+        sha256: stored.sha256_hex,
+    }))
+}
+
+/// What finalize must see before a file may move on.
+fn check_upload(file: &FileRecord, size: u64, sha: &str) -> Result<(), ApiError> {
+    if size != file.size {
+        return Err(ApiError::bad_request(
+            "size_mismatch",
+            format!(
+                "finalize says {size} bytes; {} were declared at registration",
+                file.size
+            ),
+        ));
+    }
+    let (Some(up_size), Some(up_sha)) = (file.uploaded_size, file.uploaded_sha256.as_deref())
+    else {
+        return Err(ApiError::conflict(
+            "upload_incomplete",
+            "no content has been uploaded for this file yet",
+        ));
+    };
+    if up_size != size {
+        return Err(ApiError::bad_request(
+            "size_mismatch",
+            format!("the stored object has {up_size} bytes, not {size}"),
+        ));
+    }
+    if up_sha != sha {
+        return Err(ApiError::bad_request(
+            "checksum_mismatch",
+            "the stored object does not match the checksum",
+        ));
+    }
+    Ok(())
+}
+
+/// Verify the uploaded object and start processing; repeating it is harmless.
+#[utoipa::path(post, path = "/v1/files/{id}/finalize", params(("id" = String, Path)), request_body = FinalizeRequest,
+    responses((status = 200, body = FinalizeResponse), (status = 400, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn finalize(
+    State(state): State<AppState>,
+    User(owner): User,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<FinalizeRequest>,
+) -> Result<Json<FinalizeResponse>, ApiError> {
+    let file = owned_file(&state, &owner, &id).await?;
+    let sha = validate::checksum(&req.checksum)?;
+    let size = validate::size(&req.size, state.config.max_file_size)?;
+    if file.status != FileStatus::Uploading {
+        // A repeated finalize of the same content reports where the file is now.
+        return match check_upload(&file, size, &sha) {
+            Ok(()) => Ok(Json(FinalizeResponse {
+                file_id: file.id.to_string(),
+                status: file.status.to_string(),
+            })),
+            Err(_) => Err(ApiError::conflict(
+                "already_finalized",
+                "this file was finalized with other content",
+            )),
+        };
+    }
+    check_upload(&file, size, &sha)?;
+    if state.objects.head(&file.raw_key).await? != Some(size) {
+        return Err(ApiError::conflict(
+            "upload_incomplete",
+            "the uploaded object is missing or incomplete",
+        ));
+    }
+    let announce = OutboxMessage {
+        routing_key: routing::FILE_UPLOADED.into(),
+        payload: serde_json::to_vec(&FileMessage::new(file.id, owner))
+            .map_err(ApiError::internal)?,
+    };
+    let status = state
+        .store
+        .apply_event(&file.id, FileEvent::Finalized, None, Some(announce))
+        .await?;
+    state.outbox_wake.notify_one();
+    metrics::counter!("filestore_files_finalized_total").increment(1);
+    Ok(Json(FinalizeResponse {
+        file_id: file.id.to_string(),
+        status: status.to_string(),
+    }))
+}
+
+/// File information and processing status.
+#[utoipa::path(get, path = "/v1/files/{id}/metadata", params(("id" = String, Path)),
+    responses((status = 200, body = FileMetadata), (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn metadata(
+    State(state): State<AppState>,
+    User(owner): User,
+    Path(id): Path<String>,
+) -> Result<Json<FileMetadata>, ApiError> {
+    let file = owned_file(&state, &owner, &id).await?;
+    Ok(Json(FileMetadata::from(&file)))
+}

@@ -1,0 +1,40 @@
+//! What every handler shares.
+use std::sync::Arc;
+
+use filestore_adapters::{MetadataStore, ObjectStore, TenantKeys};
+use filestore_domain::chunking::ChunkParams;
+use filestore_domain::signing::UrlSigner;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Notify;
+
+use crate::auth::Verifier;
+use crate::config::ApiConfig;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn MetadataStore>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub tenants: Arc<TenantKeys>,
+    pub signer: UrlSigner,
+    pub verifier: Verifier,
+    /// Wakes the outbox relay after a commit that announced something.
+    pub outbox_wake: Arc<Notify>,
+    pub metrics: Option<PrometheusHandle>,
+    pub chunk_params: ChunkParams,
+    pub config: ApiConfig,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,132 @@
+//! Turning what a client sent into domain values, or a 4xx that says what is wrong.
+use axum::http::StatusCode;
+use filestore_adapters::NewFile;
+use filestore_domain::paths::{PathError, normalize};
+use filestore_domain::{FileId, OwnerId};
+
+use crate::dto::RegisterFile;
+use crate::error::ApiError;
+
+pub fn size(n: &serde_json::Number, max: u64) -> Result<u64, ApiError> {
+    let v = n.as_u64().ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_size",
+            format!("size must be a whole number of bytes >= 0, got {n}"),
+        )
+    })?;
+    if v > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!("{v} bytes is over this server's limit of {max} bytes per file"),
+        ));
+    }
+    Ok(v)
+}
+
+/// 64 hex digits, returned in lowercase.
+pub fn sha256_hex(text: &str) -> Result<String, ApiError> {
+    let ok = text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    if !ok {
+        return Err(ApiError::bad_request(
+            "invalid_checksum",
+            "a SHA-256 must be 64 hexadecimal digits",
+        ));
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
+/// `sha256-<hex>` as finalize takes it.
+pub fn checksum(text: &str) -> Result<String, ApiError> {
+    let hex = text.strip_prefix("sha256-").ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_checksum",
+            "checksum must look like sha256-<64 hex digits>",
+        )
+    })?;
+    sha256_hex(hex)
+}
+
+pub fn content_type(ct: Option<&str>) -> Result<String, ApiError> {
+    let Some(ct) = ct else {
+        return Ok("application/octet-stream".into());
+    };
+    let ok = ct.len() <= 255 && ct.contains('/') && ct.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !ok {
+        return Err(ApiError::bad_request(
+            "invalid_content_type",
+            "contentType must be a MIME type such as text/plain",
+        ));
+    }
+    Ok(ct.to_owned())
+}
+
+pub fn path(raw: &str) -> Result<String, ApiError> {
+    normalize(raw).map_err(|e| {
+        let code = match e {
+            PathError::TooLong(_) | PathError::ComponentTooLong(_) => "path_too_long",
+            _ => "invalid_path",
+        };
+        ApiError::bad_request(code, e.to_string())
+    })
+}
+
+pub fn registration(
+    owner: &OwnerId,
+    req: &RegisterFile,
+    max_size: u64,
+) -> Result<NewFile, ApiError> {
+    Ok(NewFile {
+        id: FileId::new(),
+        owner: owner.clone(),
+        path: path(&req.path)?,
+        size: size(&req.size, max_size)?,
+        declared_sha256: req.sha256.as_deref().map(sha256_hex).transpose()?,
+        content_type: content_type(req.content_type.as_deref())?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(text: &str) -> serde_json::Number {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn sizes_must_be_whole_non_negative_and_within_the_limit() {
+        assert_eq!(size(&num("0"), 10), Ok(0));
+        assert_eq!(size(&num("-1"), 10).unwrap_err().code, "invalid_size");
+        assert_eq!(size(&num("1.5"), 10).unwrap_err().code, "invalid_size");
+        assert_eq!(size(&num("11"), 10).unwrap_err().code, "file_too_large");
+    }
+
+    #[test]
+    fn checksums_need_their_prefix_and_64_hex_digits() {
+        let hex = "AB".repeat(32);
+        assert_eq!(checksum(&format!("sha256-{hex}")), Ok("ab".repeat(32)));
+        assert_eq!(checksum(&hex).unwrap_err().code, "invalid_checksum");
+        assert_eq!(checksum("sha256-abc").unwrap_err().code, "invalid_checksum");
+    }
+
+    #[test]
+    fn paths_map_to_their_own_codes() {
+        assert_eq!(path("../../etc/passwd").unwrap_err().code, "invalid_path");
+        assert_eq!(path(&"x".repeat(300)).unwrap_err().code, "path_too_long");
+    }
+
+    #[test]
+    fn content_types_are_plain_mime_types() {
+        assert_eq!(content_type(None).unwrap(), "application/octet-stream");
+        assert!(content_type(Some("text/plain; charset=utf-8")).is_ok());
+        assert_eq!(
+            content_type(Some("nonsense")).unwrap_err().code,
+            "invalid_content_type"
+        );
+        assert_eq!(
+            content_type(Some("text/\u{7}")).unwrap_err().code,
+            "invalid_content_type"
+        );
+    }
+}

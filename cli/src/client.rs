@@ -1,0 +1,196 @@
+//! A small typed client of the v1 API.
+use std::path::Path;
+
+use bytes::Bytes;
+use filestore_api::dto::{Descriptor, FileMetadata};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{status} {code}: {detail}")]
+    Api {
+        status: u16,
+        code: String,
+        detail: String,
+    },
+    #[error("cannot reach the server: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("reading {0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ProblemBody {
+    code: Option<String>,
+    detail: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// A batch registration result for one file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registered {
+    pub index: usize,
+    pub file_id: Option<String>,
+    pub location: Option<String>,
+    pub error: Option<Value>,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(32)
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        })
+    }
+
+    /// Absolute URL of an API path or a server-relative signed URL.
+    pub fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{}", self.base, path_or_url)
+        }
+    }
+
+    async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let problem: Option<ProblemBody> = serde_json::from_str(&text).ok();
+        Err(ClientError::Api {
+            status,
+            code: problem
+                .as_ref()
+                .and_then(|p| p.code.clone())
+                .unwrap_or_else(|| "http_error".into()),
+            detail: problem.and_then(|p| p.detail).unwrap_or(text),
+        })
+    }
+
+    pub async fn register_batch(&self, files: &[Value]) -> Result<Vec<Registered>, ClientError> {
+        #[derive(Deserialize)]
+        struct Results {
+            results: Vec<Registered>,
+        }
+        let resp = self
+            .http
+            .post(self.url("/v1/files"))
+            .bearer_auth(&self.token)
+            .json(&json!({ "files": files }))
+            .send()
+            .await?;
+        Ok(Self::check(resp).await?.json::<Results>().await?.results)
+    }
+
+    /// Streams a local file as the content of `location`.
+    pub async fn put_file(
+        &self,
+        location: &str,
+        path: &Path,
+        size: u64,
+        on_progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<(), ClientError> {
+        use futures::TryStreamExt;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::Io(path.display().to_string(), e))?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)
+            .inspect_ok(move |b| on_progress(b.len() as u64));
+        let resp = self
+            .http
+            .put(self.url(location))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await?;
+        Self::check(resp).await.map(drop)
+    }
+
+    pub async fn finalize(
+        &self,
+        id: &str,
+        sha256_hex: &str,
+        size: u64,
+    ) -> Result<String, ClientError> {
+        let resp = self
+            .http
+            .post(self.url(&format!("/v1/files/{id}/finalize")))
+            .bearer_auth(&self.token)
+            .json(&json!({ "checksum": format!("sha256-{sha256_hex}"), "size": size }))
+            .send()
+            .await?;
+        let body: Value = Self::check(resp).await?.json().await?;
+        Ok(body["status"].as_str().unwrap_or_default().to_owned())
+    }
+
+    pub async fn metadata(&self, id: &str) -> Result<FileMetadata, ClientError> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/v1/files/{id}/metadata")))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        Ok(Self::check(resp).await?.json().await?)
+    }
+
+    pub async fn metadata_json(&self, id: &str) -> Result<Value, ClientError> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/v1/files/{id}/metadata")))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        Ok(Self::check(resp).await?.json().await?)
+    }
+
+    pub async fn descriptor(&self, id: &str) -> Result<Descriptor, ClientError> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/v1/file/{id}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        Ok(Self::check(resp).await?.json().await?)
+    }
+
+    /// A stored chunk by its signed URL (no bearer token: the signature is the permission).
+    pub async fn fetch_chunk(&self, url: &str) -> Result<Bytes, ClientError> {
+        let resp = self.http.get(self.url(url)).send().await?;
+        Ok(Self::check(resp).await?.bytes().await?)
+    }
+
+    pub async fn usage(&self) -> Result<Value, ClientError> {
+        let resp = self
+            .http
+            .get(self.url("/v1/usage"))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        Ok(Self::check(resp).await?.json().await?)
+    }
+}

@@ -1,0 +1,205 @@
+//! `filestore download`: fetch chunks in parallel by signed URL, decrypt, verify each against its
+//! hash and the whole file against its SHA-256, and only then put the file under its name.
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use filestore_api::dto::{ChunkLink, Descriptor};
+use filestore_domain::ChunkId;
+use filestore_domain::codec::decode;
+use filestore_domain::keys::SecretKey;
+use futures::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::client::Client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntegrityError {
+    #[error("chunk {index} of {file} failed verification: {reason}")]
+    Chunk {
+        file: String,
+        index: u32,
+        reason: String,
+    },
+    #[error("{0} does not match its SHA-256 after reassembly")]
+    File(String),
+}
+
+/// Where downloaded content goes.
+pub enum Target {
+    Stdout,
+    File(PathBuf),
+}
+
+async fn fetch_plain(
+    client: &Client,
+    file: &str,
+    link: ChunkLink,
+) -> anyhow::Result<(ChunkLink, Vec<u8>)> {
+    let stored = client.fetch_chunk(&link.url).await?;
+    let file = file.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let bad = |reason: String| IntegrityError::Chunk {
+            file: file.clone(),
+            index: link.index,
+            reason,
+        };
+        let id: ChunkId = link.id.parse().map_err(|e| bad(format!("{e}")))?;
+        let key = SecretKey::from_hex(&link.key).map_err(|e| bad(e.to_string()))?;
+        let mut sha = [0u8; 32];
+        hex::decode_to_slice(&link.sha256, &mut sha).map_err(|e| bad(e.to_string()))?;
+        let plain = decode(&stored, &id, &key, &sha, link.length as usize)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok((link, plain))
+    })
+    .await?
+}
+
+fn bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn check_tiling(d: &Descriptor) -> anyhow::Result<()> {
+    let mut next = 0u64;
+    for c in &d.chunks {
+        if c.offset != next {
+            bail!(
+                "descriptor of {} has a gap or overlap at chunk {}",
+                d.path,
+                c.index
+            );
+        }
+        next += u64::from(c.length);
+    }
+    if next != d.size {
+        bail!("descriptor of {} covers {next} of {} bytes", d.path, d.size);
+    }
+    Ok(())
+}
+
+pub async fn download(
+    client: &Client,
+    d: Descriptor,
+    target: Target,
+    parallelism: usize,
+) -> anyhow::Result<()> {
+    check_tiling(&d)?;
+    let progress = bar(d.size);
+    let name = d.path.clone();
+    let expected = d.sha256.clone();
+    let chunks =
+        futures::stream::iter(d.chunks.clone()).map(|link| fetch_plain(client, &name, link));
+    match target {
+        Target::Stdout => {
+            let mut out = std::io::stdout().lock();
+            let mut hasher = Sha256::new();
+            let mut ordered = chunks.buffered(parallelism.max(1));
+            while let Some(next) = ordered.next().await {
+                let (_, plain) = next?;
+                hasher.update(&plain);
+                out.write_all(&plain)?;
+                progress.inc(plain.len() as u64);
+            }
+            out.flush()?;
+            if hex::encode(hasher.finalize()) != expected {
+                bail!(IntegrityError::File(d.path.clone()));
+            }
+        }
+        Target::File(dest) => {
+            let tmp = temp_name(&dest);
+            let file = Arc::new(
+                std::fs::File::create(&tmp)
+                    .with_context(|| format!("creating {}", tmp.display()))?,
+            );
+            let written: anyhow::Result<()> = chunks
+                .buffer_unordered(parallelism.max(1))
+                .map_ok(|(link, plain)| {
+                    let file = file.clone();
+                    let progress = progress.clone();
+                    async move {
+                        tokio::task::spawn_blocking(move || {
+                            file.write_all_at(&plain, link.offset)?;
+                            progress.inc(plain.len() as u64);
+                            anyhow::Ok(())
+                        })
+                        .await?
+                    }
+                })
+                .try_buffer_unordered(parallelism.max(1))
+                .try_collect()
+                .await;
+            let verified = written.and_then(|()| {
+                file.set_len(d.size)?;
+                file.sync_all()?;
+                if sha256_of(&tmp)? != expected {
+                    bail!(IntegrityError::File(d.path.clone()));
+                }
+                Ok(())
+            });
+            if let Err(e) = verified {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            std::fs::rename(&tmp, &dest)
+                .with_context(|| format!("moving the download to {}", dest.display()))?;
+        }
+    }
+    progress.finish_and_clear();
+    Ok(())
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// A sibling temporary name, so the final rename stays on one filesystem.
+fn temp_name(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
+    dest.with_file_name(format!(".{name}.filestore-partial"))
+}
+
+/// The last component of a server path, safe as a local file name.
+pub fn local_name(remote: &str) -> String {
+    remote
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+        .unwrap_or("download")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_names_are_the_last_component() {
+        assert_eq!(local_name("a/b/c.txt"), "c.txt");
+        assert_eq!(local_name("c.txt"), "c.txt");
+        assert_eq!(local_name(".."), "download");
+    }
+
+    #[test]
+    fn partial_downloads_sit_beside_their_destination() {
+        assert_eq!(
+            temp_name(Path::new("/x/y.bin")),
+            PathBuf::from("/x/.y.bin.filestore-partial")
+        );
+    }
+}

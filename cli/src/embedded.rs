@@ -1,0 +1,186 @@
+//! The embedded default deployment: API and workers in one process over SQLite, a local
+//! directory and the database-backed queue. Same code paths as production, other adapters.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use filestore_adapters::relay::OutboxRelay;
+use filestore_adapters::{
+    LocalDirStore, MetadataStore, ObjectStore, Queue, SqliteQueue, SqliteStore, TenantKeys,
+};
+use filestore_api::auth::Verifier;
+use filestore_api::{ApiConfig, AppState, Inner};
+use filestore_domain::keys::{Keyring, MasterKey};
+use filestore_domain::signing::UrlSigner;
+use filestore_worker::{BuiltinScanner, Pipeline, WorkerConfig, spawn_stages};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::secrets;
+
+/// How long a consumer's claim on a message lasts without renewal.
+const QUEUE_LEASE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub worker: WorkerConfig,
+    /// `(key id, hex)` of the master key; generated into the data directory when absent.
+    pub master_key: Option<(String, String)>,
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub jwt_secret: String,
+    pub queue: SqliteQueue,
+    pub store: Arc<dyn MetadataStore>,
+    tls: bool,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<anyhow::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops serving and the workers; in-flight messages come back on the next start.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        for h in &self.background {
+            h.abort();
+        }
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.server).await.context("server task")?
+    }
+
+    /// Waits until the server stops on its own (an error) or Ctrl-C.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            r = &mut self.server => r.context("server task")?,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("shutting down");
+                self.stop().await
+            }
+        }
+    }
+}
+
+/// One recorder per process: the first service started installs it, later ones share it.
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+fn verifier(api: &ApiConfig, jwt_secret: &str) -> anyhow::Result<Verifier> {
+    let (iss, aud) = (api.jwt_issuer.as_str(), api.jwt_audience.as_str());
+    if let Some(url) = &api.jwks_url {
+        return Ok(Verifier::jwks(url, iss, aud));
+    }
+    if let Some(path) = &api.jwt_public_key {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(Verifier::public_key_pem(&pem, iss, aud)?);
+    }
+    let secret = api.jwt_secret.as_deref().unwrap_or(jwt_secret);
+    Ok(Verifier::hs256(secret.as_bytes(), iss, aud))
+}
+
+pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let master = cfg
+        .master_key
+        .as_ref()
+        .map(|(id, hex)| (id.as_str(), hex.as_str()));
+    let secrets = secrets::load(&cfg.data_dir, master)?;
+    let params = cfg.worker.chunk_params()?;
+
+    let sqlite = SqliteStore::open(&cfg.data_dir.join("metadata.db")).await?;
+    let store: Arc<dyn MetadataStore> = Arc::new(sqlite.clone());
+    let objects: Arc<dyn ObjectStore> =
+        Arc::new(LocalDirStore::open(cfg.data_dir.join("objects")).await?);
+    let sqlite_queue = SqliteQueue::new(sqlite, QUEUE_LEASE);
+    // This process is the data directory's only consumer: whatever was in flight died with
+    // the previous process and is handed out again now.
+    let released = sqlite_queue.release_all_leases().await?;
+    if released > 0 {
+        tracing::info!(
+            released,
+            "resuming messages left in flight by the previous run"
+        );
+    }
+    let queue: Arc<dyn Queue> = Arc::new(sqlite_queue.clone());
+
+    let keyring = Keyring::new(
+        MasterKey::new(&secrets.master_key_id, secrets.master_key.clone())?,
+        vec![],
+    );
+    let tenants = Arc::new(TenantKeys::new(keyring, store.clone()));
+    let relay = OutboxRelay::new(store.clone(), queue.clone());
+
+    let scanner = match &cfg.worker.blocklist {
+        Some(path) => BuiltinScanner::from_blocklist_text(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading blocklist {}", path.display()))?,
+        ),
+        None => BuiltinScanner::default(),
+    };
+
+    let state = AppState::new(Inner {
+        store: store.clone(),
+        objects: objects.clone(),
+        tenants: tenants.clone(),
+        signer: UrlSigner::new(secrets.url_key.clone()),
+        verifier: verifier(&cfg.api, &secrets.jwt_secret)?,
+        outbox_wake: relay.waker(),
+        metrics: metrics_handle(),
+        chunk_params: params,
+        config: cfg.api.clone(),
+    });
+
+    let pipeline = Arc::new(Pipeline {
+        store: store.clone(),
+        objects,
+        queue,
+        tenants,
+        scanner: Arc::new(scanner),
+        params,
+        codec: cfg.worker.codec(),
+        config: cfg.worker.clone(),
+    });
+    let mut background = spawn_stages(pipeline);
+    background.push(tokio::spawn(relay.run()));
+
+    let listener = std::net::TcpListener::bind(cfg.api.listen)
+        .with_context(|| format!("binding {}", cfg.api.listen))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let app = filestore_api::router(state);
+    let api_cfg = cfg.api.clone();
+    let server = tokio::spawn(async move {
+        filestore_api::server::serve(app, listener, &api_cfg, async {
+            let _ = rx.await;
+        })
+        .await
+        .map_err(anyhow::Error::from)
+    });
+    Ok(Running {
+        addr,
+        jwt_secret: cfg.api.jwt_secret.clone().unwrap_or(secrets.jwt_secret),
+        queue: sqlite_queue,
+        store,
+        tls: cfg.api.tls_cert.is_some(),
+        shutdown: Some(tx),
+        server,
+        background,
+    })
+}

@@ -1,0 +1,14 @@
+//! Filestore's domain: everything that can be decided without touching a disk, a socket or a clock.
+#![forbid(unsafe_code)]
+
+pub mod chunking;
+pub mod codec;
+pub mod ids;
+pub mod keys;
+pub mod messages;
+pub mod paths;
+pub mod signing;
+pub mod state;
+
+pub use ids::{ChunkId, FileId, OwnerId};
+pub use state::{FileEvent, FileStatus};

@@ -1,0 +1,76 @@
+//! Worker settings: flags with environment fallbacks.
+use std::time::Duration;
+
+use clap::Args;
+use filestore_domain::chunking::{ChunkParams, ChunkParamsError};
+use filestore_domain::codec::CodecOptions;
+use filestore_domain::messages::Stage;
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerConfig {
+    /// Stages this process runs (comma-separated: scan, chunk, index).
+    #[arg(
+        long,
+        env = "FILESTORE_STAGES",
+        value_delimiter = ',',
+        default_value = "scan,chunk,index"
+    )]
+    pub stages: Vec<Stage>,
+    /// Messages each stage works on at once.
+    #[arg(long, env = "FILESTORE_STAGE_CONCURRENCY", default_value_t = 2)]
+    pub stage_concurrency: usize,
+    /// Chunks of one file encoded and stored at once.
+    #[arg(long, env = "FILESTORE_CHUNK_PARALLELISM", default_value_t = 4)]
+    pub chunk_parallelism: usize,
+    /// Deliveries of a message before its file is marked failed and the message parked.
+    #[arg(long, env = "FILESTORE_MAX_DELIVERIES", default_value_t = 5)]
+    pub max_deliveries: u32,
+    /// Smallest chunk, bytes.
+    #[arg(long, env = "FILESTORE_CHUNK_MIN", default_value_t = ChunkParams::DEFAULT.min)]
+    pub chunk_min: u32,
+    /// Target average chunk, bytes.
+    #[arg(long, env = "FILESTORE_CHUNK_AVG", default_value_t = ChunkParams::DEFAULT.avg)]
+    pub chunk_avg: u32,
+    /// Largest chunk, bytes.
+    #[arg(long, env = "FILESTORE_CHUNK_MAX", default_value_t = ChunkParams::DEFAULT.max)]
+    pub chunk_max: u32,
+    /// zstd level for chunk compression (1 is fast; 3 to 19 trade speed for size).
+    #[arg(long, env = "FILESTORE_ZSTD_LEVEL", default_value_t = 1)]
+    pub zstd_level: i32,
+    /// SHA-256 digests (hex) of files to quarantine, one per line, for the built-in scanner.
+    #[arg(long, env = "FILESTORE_BLOCKLIST")]
+    pub blocklist: Option<std::path::PathBuf>,
+}
+
+impl WorkerConfig {
+    pub fn chunk_params(&self) -> Result<ChunkParams, ChunkParamsError> {
+        ChunkParams::new(self.chunk_min, self.chunk_avg, self.chunk_max)
+    }
+
+    pub fn codec(&self) -> CodecOptions {
+        CodecOptions {
+            zstd_level: self.zstd_level,
+        }
+    }
+
+    /// How often a long job renews its claim on its message.
+    pub fn keep_alive_every(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            stages: Stage::ALL.to_vec(),
+            stage_concurrency: 2,
+            chunk_parallelism: 4,
+            max_deliveries: 5,
+            chunk_min: ChunkParams::DEFAULT.min,
+            chunk_avg: ChunkParams::DEFAULT.avg,
+            chunk_max: ChunkParams::DEFAULT.max,
+            zstd_level: 1,
+            blocklist: None,
+        }
+    }
+}
