@@ -44,10 +44,13 @@ enum Keys {
     Jwks(JwksCache),
 }
 
+type KeysByKid = HashMap<String, (DecodingKey, Algorithm)>;
+
 struct JwksCache {
     url: String,
     http: reqwest::Client,
-    keys: RwLock<(HashMap<String, (DecodingKey, Algorithm)>, Option<Instant>)>,
+    /// Keys by `kid`, and when they were last fetched.
+    keys: RwLock<(KeysByKid, Option<Instant>)>,
 }
 
 /// How often an unknown `kid` may trigger a JWKS refetch.
@@ -74,7 +77,7 @@ impl JwksCache {
             .ok_or_else(|| ApiError::invalid_token(format!("no signing key with id {kid:?}")))
     }
 
-    async fn fetch(&self) -> Result<HashMap<String, (DecodingKey, Algorithm)>, String> {
+    async fn fetch(&self) -> Result<KeysByKid, String> {
         let set: JwkSet = self
             .http
             .get(&self.url)

@@ -61,12 +61,17 @@ impl Running {
         (&mut self.server).await.context("server task")?
     }
 
-    /// Waits until the server stops on its own (an error) or Ctrl-C.
+    /// Waits until the server stops on its own (an error), SIGINT or SIGTERM.
     pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = &mut self.server => r.context("server task")?,
             _ = tokio::signal::ctrl_c() => {
-                tracing::info!("shutting down");
+                tracing::info!("interrupted; shutting down");
+                self.stop().await
+            }
+            _ = term.recv() => {
+                tracing::info!("terminated; shutting down");
                 self.stop().await
             }
         }

@@ -38,6 +38,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process; boxing the flattened configurations would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run API and workers in one process on the embedded default (SQLite, local disk,
@@ -127,6 +129,13 @@ fn token_or_default(token: Option<String>) -> anyhow::Result<String> {
         })
 }
 
+/// Readers polling for the file never see it half-written.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dev {
@@ -154,8 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 30 * 24 * 3600,
             )?;
             let token_path = data_dir.join("dev-token");
-            std::fs::write(&token_path, &dev_token)
-                .with_context(|| format!("writing {}", token_path.display()))?;
+            write_atomically(&token_path, dev_token.as_bytes())?;
             println!(
                 "filestore is serving {} (data in {})",
                 running.base_url(),
@@ -225,11 +233,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if stdout && ids.len() > 1 {
                 bail!("- (stdout) takes one id");
             }
-            if ids.len() > 1 {
-                if let Some(dir) = &output {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                }
+            if ids.len() > 1
+                && let Some(dir) = &output
+            {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
             }
             for id in &ids {
                 let d = client

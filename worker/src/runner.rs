@@ -136,10 +136,10 @@ async fn settle(
                         d.deliveries
                     );
                     tracing::error!(stage = name, ?file, %reason, "retries exhausted");
-                    if let Some(file) = file {
-                        if let Err(e) = mark_failed(p, &file, &reason).await {
-                            tracing::warn!(error = %e, "could not record the failure");
-                        }
+                    if let Some(file) = file
+                        && let Err(e) = mark_failed(p, &file, &reason).await
+                    {
+                        tracing::warn!(error = %e, "could not record the failure");
                     }
                     sub.park(d, &reason).await
                 }

@@ -174,10 +174,10 @@ async fn chunk(p: &Pipeline, msg: FileMessage) -> Result<(), StageError> {
         let Some(c) = chunker.next_chunk(eof) else {
             break;
         };
-        if in_flight.len() >= p.config.chunk_parallelism.max(1) {
-            if let Some(done) = in_flight.next().await {
-                entries.push(done?);
-            }
+        if in_flight.len() >= p.config.chunk_parallelism.max(1)
+            && let Some(done) = in_flight.next().await
+        {
+            entries.push(done?);
         }
         in_flight.push_back(store_chunk(p, tenant.clone(), &file.owner, id, index, c));
         index += 1;
