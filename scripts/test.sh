@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every check and test Filestore has: formatting, lints, unit, property and end-to-end
+# tests. Installs what a fresh Debian machine lacks. The embedded mode needs no servers; tests
+# that need Postgres, RabbitMQ, S3 or clamd start throwaway instances through scripts/services.sh
+# as those backends arrive.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || {
+      apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+    }
+  fi
+}
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+# C compilers for the zstd and ring crates; curl for the scripts and the README tour.
+apt_install gcc libc6-dev curl ca-certificates
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
