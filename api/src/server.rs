@@ -65,3 +65,18 @@ pub async fn serve(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_for_loopback_unless_allowed() {
+        let mut cfg = ApiConfig::default();
+        assert!(plain_http_allowed(&"127.0.0.1:80".parse().unwrap(), &cfg));
+        assert!(plain_http_allowed(&"[::1]:80".parse().unwrap(), &cfg));
+        assert!(!plain_http_allowed(&"0.0.0.0:80".parse().unwrap(), &cfg));
+        cfg.allow_plain_http = true;
+        assert!(plain_http_allowed(&"0.0.0.0:80".parse().unwrap(), &cfg));
+    }
+}

@@ -59,7 +59,8 @@ async fn fetch_plain(
 }
 
 fn bar(total: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
+    // Bars draw on stderr, but only for a person watching: stdout is what scripts read.
+    if !std::io::stdout().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);

@@ -91,7 +91,8 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 fn progress(total: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
+    // Bars draw on stderr, but only for a person watching: stdout is what scripts read.
+    if !std::io::stdout().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);

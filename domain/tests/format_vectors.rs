@@ -39,7 +39,10 @@ fn check_vector(name: &str, plain: &[u8], must_reproduce: bool) {
     assert_eq!(key.to_hex(), v[&format!("{name}.key")]);
     let stored = bytes(&v, &format!("{name}.stored"));
     let parsed: ChunkId = v[&format!("{name}.id")].parse().unwrap();
-    assert_eq!(decode(&stored, &parsed, &key, &h, plain.len()).unwrap(), plain);
+    assert_eq!(
+        decode(&stored, &parsed, &key, &h, plain.len()).unwrap(),
+        plain
+    );
     if must_reproduce {
         assert_eq!(encode(&t, plain, CodecOptions::default()).bytes, stored);
     }
@@ -65,6 +68,8 @@ fn the_wrapped_tenant_secret_unwraps() {
         key_id: v["wrap.key_id"].clone(),
         blob: bytes(&v, "wrap.blob"),
     };
-    let secret = ring.unwrap(&v["wrap.owner"].parse().unwrap(), &wrapped).unwrap();
+    let secret = ring
+        .unwrap(&v["wrap.owner"].parse().unwrap(), &wrapped)
+        .unwrap();
     assert_eq!(secret.0.to_hex(), v["wrap.secret"]);
 }

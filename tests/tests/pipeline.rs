@@ -255,3 +255,19 @@ async fn a_storage_fault_is_retried_then_the_file_fails_and_its_message_is_parke
     assert_eq!(svc.settle(&t, &ok).await, "ready");
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewing_a_claim_while_a_long_job_runs_never_stalls_it() {
+    // Claims renewed every few milliseconds land while the chunk stage is mid-write, again
+    // and again; the job must still finish.
+    let svc = Service::builder()
+        .worker(|w| w.keep_alive_ms = 2)
+        .start()
+        .await;
+    let t = svc.token("alice");
+    let bytes = noise(8 * 1024 * 1024, 21);
+    let id = svc.upload(&t, "long.bin", &bytes).await;
+    assert_eq!(svc.settle(&t, &id).await, "ready");
+    assert_eq!(svc.content(&t, &id).await.body, bytes);
+    svc.stop().await;
+}

@@ -200,3 +200,36 @@ async fn operations_endpoints_work_without_a_token() {
     );
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_the_api_speaks_https() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let svc = Service::builder()
+        .api(|a| {
+            a.tls_cert = Some(fixtures.join("tls-cert.pem"));
+            a.tls_key = Some(fixtures.join("tls-key.pem"));
+        })
+        .start()
+        .await;
+    assert!(svc.base.starts_with("https://"), "{}", svc.base);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(fixtures.join("tls-cert.pem")).unwrap())
+        .unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let t = svc.token("alice");
+    let resp = https
+        .get(format!("{}/v1/usage", svc.base))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let plain = svc.base.replace("https://", "http://");
+    assert!(
+        reqwest::get(format!("{plain}/healthz")).await.is_err(),
+        "no plain HTTP on the TLS port"
+    );
+    svc.stop().await;
+}

@@ -37,6 +37,14 @@ pub struct WorkerConfig {
     /// zstd level for chunk compression (1 is fast; 3 to 19 trade speed for size).
     #[arg(long, env = "FILESTORE_ZSTD_LEVEL", default_value_t = 1)]
     pub zstd_level: i32,
+    /// How often a long job renews its claim on its message, milliseconds.
+    #[arg(
+        long,
+        env = "FILESTORE_KEEP_ALIVE_MS",
+        default_value_t = 5000,
+        hide = true
+    )]
+    pub keep_alive_ms: u64,
     /// SHA-256 digests (hex) of files to quarantine, one per line, for the built-in scanner.
     #[arg(long, env = "FILESTORE_BLOCKLIST")]
     pub blocklist: Option<std::path::PathBuf>,
@@ -55,7 +63,7 @@ impl WorkerConfig {
 
     /// How often a long job renews its claim on its message.
     pub fn keep_alive_every(&self) -> Duration {
-        Duration::from_secs(5)
+        Duration::from_millis(self.keep_alive_ms.max(1))
     }
 }
 
@@ -70,6 +78,7 @@ impl Default for WorkerConfig {
             chunk_avg: ChunkParams::DEFAULT.avg,
             chunk_max: ChunkParams::DEFAULT.max,
             zstd_level: 1,
+            keep_alive_ms: 5000,
             blocklist: None,
         }
     }

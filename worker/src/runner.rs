@@ -68,25 +68,42 @@ async fn consume(p: Arc<Pipeline>, stage: Stage) {
     }
 }
 
+/// Runs the stage on its own task, so that renewing the claim never waits on work that is
+/// itself waiting (a lock held inside the stage, say), and a panic becomes a retry.
 async fn run_keeping_alive(
-    p: &Pipeline,
+    p: &Arc<Pipeline>,
     stage: Stage,
     sub: &mut dyn Subscription,
     delivery: &Delivery,
 ) -> Result<(), StageError> {
-    let work = stages::handle(p, stage, delivery);
-    tokio::pin!(work);
+    let work = AbortOnDrop(tokio::spawn({
+        let p = p.clone();
+        let d = delivery.clone();
+        async move { stages::handle(&p, stage, &d).await }
+    }));
+    let mut work = work;
     let mut tick = tokio::time::interval(p.config.keep_alive_every());
     tick.tick().await;
     loop {
         tokio::select! {
-            result = &mut work => return result,
+            result = &mut work.0 => {
+                return result.unwrap_or_else(|e| Err(StageError::Transient(None, format!("the stage task died: {e}"))));
+            }
             _ = tick.tick() => {
                 if let Err(e) = sub.keep_alive(delivery).await {
                     tracing::warn!(error = %e, "could not renew the claim on a message");
                 }
             }
         }
+    }
+}
+
+/// A stage task does not outlive the consumer that waits for it.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
