@@ -38,7 +38,7 @@ export FILESTORE_URL=http://127.0.0.1:$PORT
 # random bytes, fast and deterministic: AES-CTR keystream
 noise() { # size_mb seed file
     head -c "$(($1 * 1024 * 1024))" /dev/zero |
-        openssl enc -aes-128-ctr -nosalt -K "$(printf '%032x' "$2")" -iv 0 >"$3"
+        openssl enc -aes-128-ctr -nosalt -K "$(printf '%032x' "$2")" -iv "$(printf '%032x' 0)" >"$3"
 }
 now() { date +%s.%N; }
 mibps() { python3 -c "import sys; b,t=float(sys.argv[1]),float(sys.argv[2]); print(f'{b/1048576/t:.1f} MiB/s ({t:.2f} s)')" "$1" "$2"; }
@@ -132,7 +132,9 @@ open(sys.argv[1] + "/d200.bin", "wb").write(data)
 mid = len(data) // 2
 open(sys.argv[1] + "/d200-edited.bin", "wb").write(data[:mid] + b"0123456789" + data[mid:])
 PY
-usage() { "$BIN" usage | python3 -c 'import json,sys; u=json.load(sys.stdin); print(f"chunks={u[\"chunks\"]} stored_bytes={u[\"chunkStoredBytes\"]} logical_bytes={u[\"logicalBytes\"]}")'; }
+usage() {
+    "$BIN" usage | python3 -c 'import json,sys; u=json.load(sys.stdin); print("chunks=%d stored_bytes=%d logical_bytes=%d" % (u["chunks"], u["chunkStoredBytes"], u["logicalBytes"]))'
+}
 "$BIN" upload "$WORK/d200.bin" --wait >/dev/null; echo "after first upload:  $(usage)"
 "$BIN" upload "$WORK/d200.bin" --wait >/dev/null; echo "after same again:    $(usage)"
 "$BIN" upload "$WORK/d200-edited.bin" --wait >/dev/null; echo "after 10-byte insert: $(usage)"

@@ -13,7 +13,7 @@
 //! The key is unique to the plaintext, and the nonce is derived from the exact payload, so the
 //! same chunk always encodes to the same bytes and a different payload under the same key (a
 //! different zstd build, say) never reuses a nonce.
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 
 use crate::ids::ChunkId;
@@ -87,11 +87,10 @@ pub fn encode_hashed(
     let key = tenant.chunk_key(&h);
     let compressed = zstd::bulk::compress(plain, opts.zstd_level).ok();
     // Keep compression only when it saves more than 1/32: decompressing costs time on every read.
-    let (flags, payload) = match compressed {
-        Some(c) if c.len() < plain.len() - plain.len() / 32 => (FLAG_ZSTD, c),
-        _ => (0, plain.to_vec()),
+    let bytes = match compressed {
+        Some(c) if c.len() < plain.len() - plain.len() / 32 => seal(&id, &key, FLAG_ZSTD, &c),
+        _ => seal(&id, &key, 0, plain),
     };
-    let bytes = seal(&id, &key, flags, &payload);
     EncodedChunk {
         id,
         plain_sha256: h,
@@ -100,28 +99,23 @@ pub fn encode_hashed(
     }
 }
 
+/// Header, payload and tag in one buffer, encrypted in place: chunks are megabytes, and every
+/// extra copy is memory the worker holds per chunk in flight.
 fn seal(id: &ChunkId, key: &SecretKey, flags: u8, payload: &[u8]) -> Vec<u8> {
     let nonce_full = key.hmac(&[b"nonce", &[flags], payload]);
-    let mut header = [0u8; HEADER_LEN];
-    header[..4].copy_from_slice(&MAGIC);
-    header[4] = VERSION;
-    header[5] = flags;
-    header[8..20].copy_from_slice(&nonce_full[..12]);
-    let aad = [id.0.as_slice(), &header].concat();
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&[VERSION, flags, 0, 0]);
+    out.extend_from_slice(&nonce_full[..12]);
+    let aad = [id.0.as_slice(), &out[..HEADER_LEN]].concat();
+    out.extend_from_slice(payload);
     let cipher = Aes256Gcm::new(key.as_bytes().into());
+    let (header, body) = out.split_at_mut(HEADER_LEN);
     // AES-GCM fails only past 64 GiB per message; chunks are at most 16 MiB.
-    let ct = cipher
-        .encrypt(
-            Nonce::from_slice(&header[8..20]),
-            Payload {
-                msg: payload,
-                aad: &aad,
-            },
-        )
+    let tag = cipher
+        .encrypt_in_place_detached(Nonce::from_slice(&header[8..20]), &aad, body)
         .unwrap_or_else(|_| unreachable!());
-    let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&ct);
+    out.extend_from_slice(&tag);
     out
 }
 
