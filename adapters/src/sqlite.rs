@@ -22,9 +22,17 @@ use crate::meta::{
 
 /// SQLite has one writer at a time; taking turns inside the process avoids busy errors on
 /// read-then-write transactions, and `busy_timeout` covers other processes.
+///
+/// Two pools on one database: `pool` commits with `synchronous=FULL` (every commit fsyncs the
+/// WAL) for what a client was told succeeded; `relaxed` commits with `synchronous=NORMAL` for
+/// bookkeeping whose loss in a power cut only means redoing idempotent work (queue claims, acks,
+/// stage-to-stage messages, the dedupe index). The WAL is one ordered log, so the next FULL
+/// commit makes every earlier relaxed one durable too: a message published before the outbox
+/// row that produced it is removed can never be lost while that removal survives.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    relaxed: SqlitePool,
     writer: Arc<Mutex<()>>,
 }
 
@@ -40,20 +48,31 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        let relaxed = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts.synchronous(SqliteSynchronous::Normal))
+            .await?;
         Ok(Self {
             pool,
+            relaxed,
             writer: Arc::new(Mutex::new(())),
         })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// For bookkeeping that may be redone after a power cut (see the type's documentation).
+    pub fn relaxed_pool(&self) -> &SqlitePool {
+        &self.relaxed
     }
 
     pub(crate) fn writer(&self) -> &Mutex<()> {
@@ -309,7 +328,7 @@ impl MetadataStore for SqliteStore {
         .bind(to_i64(plain_size)?)
         .bind(to_i64(stored_size)?)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.relaxed)
         .await?;
         Ok(())
     }

@@ -37,7 +37,7 @@ impl SqliteQueue {
         let done = sqlx::query(
             "UPDATE queue_messages SET leased_until = NULL WHERE leased_until IS NOT NULL",
         )
-        .execute(self.store.pool())
+        .execute(self.store.relaxed_pool())
         .await?;
         Ok(done.rows_affected())
     }
@@ -49,7 +49,7 @@ impl SqliteQueue {
              WHERE queue = ? AND parked = 1 ORDER BY id",
         )
         .bind(queue)
-        .fetch_all(self.store.pool())
+        .fetch_all(self.store.relaxed_pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -87,7 +87,7 @@ impl SqliteQueue {
         .bind(queue)
         .bind(now)
         .bind(now)
-        .fetch_optional(self.store.pool())
+        .fetch_optional(self.store.relaxed_pool())
         .await?;
         row.map(|r| {
             let deliveries: i64 = r.try_get("deliveries")?;
@@ -113,7 +113,9 @@ impl SqliteQueue {
         if let Some(v) = value {
             q = q.bind(v);
         }
-        q.bind(delivery.tag).execute(self.store.pool()).await?;
+        q.bind(delivery.tag)
+            .execute(self.store.relaxed_pool())
+            .await?;
         Ok(())
     }
 }
@@ -127,7 +129,7 @@ impl Queue for SqliteQueue {
         }
         {
             let _w = self.store.writer().lock().await;
-            let mut tx = self.store.pool().begin().await?;
+            let mut tx = self.store.relaxed_pool().begin().await?;
             let now = now_ms();
             for queue in queues {
                 sqlx::query("INSERT INTO queue_messages (queue, routing_key, payload, visible_at) VALUES (?, ?, ?, ?)")
@@ -155,7 +157,7 @@ impl Queue for SqliteQueue {
         let row =
             sqlx::query("SELECT COUNT(*) AS n FROM queue_messages WHERE queue = ? AND parked = 0")
                 .bind(queue)
-                .fetch_one(self.store.pool())
+                .fetch_one(self.store.relaxed_pool())
                 .await?;
         let n: i64 = row.try_get("n")?;
         Ok(u64::try_from(n).unwrap_or(0))
@@ -189,7 +191,7 @@ impl Subscription for SqliteSubscription {
         let _w = self.queue.store.writer().lock().await;
         sqlx::query("DELETE FROM queue_messages WHERE id = ?")
             .bind(delivery.tag)
-            .execute(self.queue.store.pool())
+            .execute(self.queue.store.relaxed_pool())
             .await?;
         Ok(())
     }

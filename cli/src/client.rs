@@ -105,20 +105,29 @@ impl Client {
         Ok(Self::check(resp).await?.json::<Results>().await?.results)
     }
 
-    /// Streams a local file as the content of `location`.
+    /// Streams a local file as the content of `location`, hashing it on the way; returns the
+    /// SHA-256 (hex) of what was sent, checked against what the server says it stored.
     pub async fn put_file(
         &self,
         location: &str,
         path: &Path,
         size: u64,
         on_progress: impl Fn(u64) + Send + Sync + 'static,
-    ) -> Result<(), ClientError> {
+    ) -> Result<String, ClientError> {
         use futures::TryStreamExt;
+        use sha2::{Digest, Sha256};
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| ClientError::Io(path.display().to_string(), e))?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)
-            .inspect_ok(move |b| on_progress(b.len() as u64));
+        let hasher = std::sync::Arc::new(std::sync::Mutex::new(Sha256::new()));
+        let feed = hasher.clone();
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect_ok(move |b| {
+                if let Ok(mut h) = feed.lock() {
+                    h.update(b);
+                }
+                on_progress(b.len() as u64);
+            });
         let resp = self
             .http
             .put(self.url(location))
@@ -128,7 +137,27 @@ impl Client {
             .body(reqwest::Body::wrap_stream(stream))
             .send()
             .await?;
-        Self::check(resp).await.map(drop)
+        let receipt: Value = Self::check(resp).await?.json().await?;
+        let sent = hasher
+            .lock()
+            .map(|h| hex::encode(h.clone().finalize()))
+            .map_err(|_| {
+                ClientError::Io(
+                    path.display().to_string(),
+                    std::io::Error::other("hasher poisoned"),
+                )
+            })?;
+        if receipt["sha256"].as_str() != Some(sent.as_str()) {
+            return Err(ClientError::Api {
+                status: 0,
+                code: "transfer_corrupted".into(),
+                detail: format!(
+                    "the server stored other bytes than were sent for {}",
+                    path.display()
+                ),
+            });
+        }
+        Ok(sent)
     }
 
     pub async fn finalize(

@@ -9,7 +9,6 @@ use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::client::Client;
 
@@ -83,13 +82,6 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<LocalFile>) -> anyhow::Result<()
     Ok(())
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(hex::encode(h.finalize()))
-}
-
 fn progress(total: u64) -> ProgressBar {
     // Bars draw on stderr, but only for a person watching: stdout is what scripts read.
     if !std::io::stdout().is_terminal() {
@@ -112,32 +104,20 @@ pub async fn upload(
 ) -> anyhow::Result<Vec<UploadResult>> {
     let bar = progress(files.iter().map(|f| f.size).sum());
     let concurrency = concurrency.max(1);
-    // Hash first: the server checks every byte against it at finalize.
-    let hashed: Vec<(LocalFile, String)> = futures::stream::iter(files)
-        .map(|f| async move {
-            let path = f.local.clone();
-            let sha = tokio::task::spawn_blocking(move || sha256_file(&path))
-                .await?
-                .with_context(|| format!("reading {}", f.local.display()))?;
-            anyhow::Ok((f, sha))
-        })
-        .buffered(concurrency)
-        .try_collect()
-        .await?;
-    let mut results = Vec::with_capacity(hashed.len());
-    for batch in hashed.chunks(REGISTER_BATCH) {
+    let mut results = Vec::with_capacity(files.len());
+    for batch in files.chunks(REGISTER_BATCH) {
         let requests: Vec<_> = batch
             .iter()
-            .map(|(f, sha)| json!({ "path": f.remote, "size": f.size, "sha256": sha }))
+            .map(|f| json!({ "path": f.remote, "size": f.size }))
             .collect();
         let registered = client.register_batch(&requests).await?;
         let mut jobs = Vec::with_capacity(batch.len());
         for r in registered {
-            let Some((file, sha)) = batch.get(r.index) else {
+            let Some(file) = batch.get(r.index) else {
                 bail!("the server answered for an item it was not sent");
             };
             match (r.file_id, r.location) {
-                (Some(id), Some(location)) => jobs.push((file.clone(), sha.clone(), id, location)),
+                (Some(id), Some(location)) => jobs.push((file.clone(), id, location)),
                 _ => bail!(
                     "{} was refused: {}",
                     file.local.display(),
@@ -146,11 +126,13 @@ pub async fn upload(
             }
         }
         let done: Vec<UploadResult> = futures::stream::iter(jobs)
-            .map(|(file, sha, id, location)| {
+            .map(|(file, id, location)| {
                 let bar = bar.clone();
                 async move {
                     let tick = bar.clone();
-                    client
+                    // One read: the file is hashed as it streams, and finalize proves the
+                    // server stored exactly those bytes.
+                    let sha = client
                         .put_file(&location, &file.local, file.size, move |n| tick.inc(n))
                         .await
                         .with_context(|| format!("uploading {}", file.local.display()))?;
@@ -200,6 +182,6 @@ pub async fn wait_settled(client: &Client, results: &mut [UploadResult]) -> anyh
             results[i].status = status;
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
+        delay = (delay * 2).min(Duration::from_millis(250));
     }
 }

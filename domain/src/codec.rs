@@ -6,13 +6,13 @@
 //! 4      1    format version (1)
 //! 5      1    flags: bit 0 = payload is zstd-compressed; other bits must be 0
 //! 6      2    reserved, must be 0
-//! 8      12   nonce = HMAC-SHA256(key, "nonce" || flags || payload)[0..12]
+//! 8      12   nonce = HMAC-SHA256(key, "nonce" || flags [|| payload if compressed])[0..12]
 //! 20     ..   AES-256-GCM(key, nonce, payload, AAD = chunk id || header[0..20]) with 16-byte tag
 //! ```
 //!
-//! The key is unique to the plaintext, and the nonce is derived from the exact payload, so the
-//! same chunk always encodes to the same bytes and a different payload under the same key (a
-//! different zstd build, say) never reuses a nonce.
+//! The key is unique to the plaintext, and a compressed payload's nonce is derived from its exact
+//! bytes, so the same chunk always encodes to the same bytes and a different payload under the
+//! same key (a different zstd build, say) never reuses a nonce.
 use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 
@@ -102,7 +102,13 @@ pub fn encode_hashed(
 /// Header, payload and tag in one buffer, encrypted in place: chunks are megabytes, and every
 /// extra copy is memory the worker holds per chunk in flight.
 fn seal(id: &ChunkId, key: &SecretKey, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let nonce_full = key.hmac(&[b"nonce", &[flags], payload]);
+    // A raw payload is the plaintext itself, which the key already names; only a compressed
+    // payload can differ for one key (another zstd build), so only it needs hashing here.
+    let nonce_full = if flags & FLAG_ZSTD != 0 {
+        key.hmac(&[b"nonce", &[flags], payload])
+    } else {
+        key.hmac(&[b"nonce", &[flags]])
+    };
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&[VERSION, flags, 0, 0]);

@@ -212,7 +212,7 @@ async fn with_a_certificate_the_api_speaks_https() {
         .start()
         .await;
     assert!(svc.base.starts_with("https://"), "{}", svc.base);
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(fixtures.join("tls-cert.pem")).unwrap())
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(fixtures.join("tls-ca.pem")).unwrap())
         .unwrap();
     let https = reqwest::Client::builder()
         .add_root_certificate(ca)
