@@ -1,7 +1,6 @@
 //! `filestore upload`: files and folders, registered in batches, streamed, finalized.
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -155,33 +154,28 @@ pub async fn upload(
     Ok(results)
 }
 
-/// Polls until every file is settled; returns each file's final status.
+/// Polls until every file is settled, updating each result's status.
+///
+/// Files are processed roughly in upload order, so this watches the first unsettled file and,
+/// once it settles, sweeps forward through the ones after it: about one request per file
+/// however many there are, rather than a poll of every file every round.
 pub async fn wait_settled(client: &Client, results: &mut [UploadResult]) -> anyhow::Result<()> {
-    let client = Arc::new(client.clone());
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let pending: Vec<usize> = results
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| matches!(r.status.as_str(), "uploading" | "processing"))
-            .map(|(i, _)| i)
-            .collect();
-        if pending.is_empty() {
-            return Ok(());
+    let settled = |s: &str| !matches!(s, "uploading" | "processing");
+    let mut delay = Duration::from_millis(20);
+    let mut next = 0;
+    while next < results.len() {
+        if settled(&results[next].status) {
+            next += 1;
+            continue;
         }
-        let statuses: Vec<(usize, String)> = futures::stream::iter(pending)
-            .map(|i| {
-                let client = client.clone();
-                let id = results[i].file_id.clone();
-                async move { anyhow::Ok((i, client.metadata(&id).await?.status)) }
-            })
-            .buffer_unordered(16)
-            .try_collect()
-            .await?;
-        for (i, status) in statuses {
-            results[i].status = status;
+        let status = client.metadata(&results[next].file_id).await?.status;
+        results[next].status = status;
+        if settled(&results[next].status) {
+            delay = Duration::from_millis(20);
+        } else {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(250));
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(250));
     }
+    Ok(())
 }
