@@ -114,6 +114,20 @@ fn file_from_row(row: &SqliteRow) -> Result<FileRecord, StoreError> {
     })
 }
 
+/// A file's status, read inside the transaction that is about to change it.
+async fn status_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &FileId,
+) -> Result<FileStatus, StoreError> {
+    let row = sqlx::query("SELECT status FROM files WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound(*id))?;
+    let status: String = row.try_get("status")?;
+    FileStatus::from_str(&status).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 fn chunk_from_row(row: &SqliteRow) -> Result<ChunkEntry, StoreError> {
     let id: String = row.try_get("chunk_id")?;
     let sha: String = row.try_get("sha256")?;
@@ -254,13 +268,7 @@ impl MetadataStore for SqliteStore {
     ) -> Result<FileStatus, StoreError> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT status FROM files WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound(*id))?;
-        let status: String = row.try_get("status")?;
-        let from = FileStatus::from_str(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let from = status_in(&mut tx, id).await?;
         let to = transition(from, event)?;
         if to != from {
             let now = now_ms();
@@ -340,13 +348,7 @@ impl MetadataStore for SqliteStore {
     ) -> Result<FileStatus, StoreError> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT status FROM files WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound(*id))?;
-        let status: String = row.try_get("status")?;
-        let from = FileStatus::from_str(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let from = status_in(&mut tx, id).await?;
         let to = transition(from, FileEvent::Indexed)?;
         if from == to {
             return Ok(to);

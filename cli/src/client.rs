@@ -177,34 +177,28 @@ impl Client {
         Ok(body["status"].as_str().unwrap_or_default().to_owned())
     }
 
-    pub async fn metadata(&self, id: &str) -> Result<FileMetadata, ClientError> {
+    /// An authenticated GET of a JSON resource.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let resp = self
             .http
-            .get(self.url(&format!("/v1/files/{id}/metadata")))
+            .get(self.url(path))
             .bearer_auth(&self.token)
             .send()
             .await?;
         Ok(Self::check(resp).await?.json().await?)
     }
 
+    pub async fn metadata(&self, id: &str) -> Result<FileMetadata, ClientError> {
+        self.get_json(&format!("/v1/files/{id}/metadata")).await
+    }
+
+    /// The metadata as the server sent it, for printing.
     pub async fn metadata_json(&self, id: &str) -> Result<Value, ClientError> {
-        let resp = self
-            .http
-            .get(self.url(&format!("/v1/files/{id}/metadata")))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        Ok(Self::check(resp).await?.json().await?)
+        self.get_json(&format!("/v1/files/{id}/metadata")).await
     }
 
     pub async fn descriptor(&self, id: &str) -> Result<Descriptor, ClientError> {
-        let resp = self
-            .http
-            .get(self.url(&format!("/v1/file/{id}")))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        Ok(Self::check(resp).await?.json().await?)
+        self.get_json(&format!("/v1/file/{id}")).await
     }
 
     /// A stored chunk by its signed URL (no bearer token: the signature is the permission).
@@ -214,12 +208,6 @@ impl Client {
     }
 
     pub async fn usage(&self) -> Result<Value, ClientError> {
-        let resp = self
-            .http
-            .get(self.url("/v1/usage"))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        Ok(Self::check(resp).await?.json().await?)
+        self.get_json("/v1/usage").await
     }
 }
