@@ -21,7 +21,8 @@ use crate::state::AppState;
 pub struct Claims {
     pub sub: String,
     pub iss: String,
-    pub aud: String,
+    /// A string or an array of strings (RFC 7519 §4.1.3).
+    pub aud: serde_json::Value,
     pub exp: u64,
     #[serde(default)]
     pub nbf: Option<u64>,
@@ -51,6 +52,7 @@ struct JwksCache {
     http: reqwest::Client,
     /// Keys by `kid`, and when they were last fetched.
     keys: RwLock<(KeysByKid, Option<Instant>)>,
+    refresh: tokio::sync::Mutex<()>,
 }
 
 /// How often an unknown `kid` may trigger a JWKS refetch.
@@ -61,16 +63,24 @@ impl JwksCache {
         if let Some(k) = self.keys.read().await.0.get(kid) {
             return Ok(k.clone());
         }
-        let mut guard = self.keys.write().await;
-        let stale = guard.1.is_none_or(|t| t.elapsed() >= JWKS_REFRESH_MIN);
-        if stale && !guard.0.contains_key(kid) {
-            guard.1 = Some(Instant::now());
-            match self.fetch().await {
-                Ok(keys) => guard.0 = keys,
+        // One refresh at a time, and requests with known keys never wait behind it.
+        let _refreshing = self.refresh.lock().await;
+        let stale = {
+            let cache = self.keys.read().await;
+            !cache.0.contains_key(kid) && cache.1.is_none_or(|t| t.elapsed() >= JWKS_REFRESH_MIN)
+        };
+        if stale {
+            let fetched = self.fetch().await;
+            let mut cache = self.keys.write().await;
+            cache.1 = Some(Instant::now());
+            match fetched {
+                Ok(keys) => cache.0 = keys,
                 Err(e) => tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed"),
             }
         }
-        guard
+        self.keys
+            .read()
+            .await
             .0
             .get(kid)
             .cloned()
@@ -158,6 +168,7 @@ impl Verifier {
                     .build()
                     .unwrap_or_default(),
                 keys: RwLock::new((HashMap::new(), None)),
+                refresh: tokio::sync::Mutex::new(()),
             }),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),

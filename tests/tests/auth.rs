@@ -70,6 +70,13 @@ async fn bad_tokens_get_401_with_a_problem_body() {
         assert!(r.is_problem(), "{what}");
         assert_eq!(r.headers["www-authenticate"], "Bearer");
     }
+    let mut listed = good.clone();
+    listed["aud"] = json!(["another-app", "filestore"]);
+    assert_eq!(
+        svc.get("/v1/usage", &hs256(&secret, &listed)).await.status,
+        StatusCode::OK,
+        "aud may be an array"
+    );
     let missing = svc.call(Method::GET, "/v1/usage", None, None, &[]).await;
     assert_eq!(
         (missing.status, missing.code()),

@@ -281,3 +281,30 @@ async fn downloads_of_unfinished_files_say_not_ready() {
     );
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_paths_and_queries_still_get_problem_documents() {
+    let svc = Service::start().await;
+    let t = svc.token("alice");
+    assert_problem(
+        &svc.get("/v1/files/%FF%FE/metadata", &t).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_problem(
+        &svc.get("/v1/files", &t).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    let chunk = svc
+        .call(
+            Method::GET,
+            "/v1/chunks/abc?exp=soon&sig=x",
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_problem(&chunk, StatusCode::BAD_REQUEST, "invalid_request");
+    svc.stop().await;
+}

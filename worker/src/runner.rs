@@ -153,12 +153,18 @@ async fn settle(
                         d.deliveries
                     );
                     tracing::error!(stage = name, ?file, %reason, "retries exhausted");
-                    if let Some(file) = file
-                        && let Err(e) = mark_failed(p, &file, &reason).await
-                    {
-                        tracing::warn!(error = %e, "could not record the failure");
+                    let file = file.or_else(|| file_named_in(d));
+                    match file {
+                        Some(file) => match mark_failed(p, &file, &reason).await {
+                            Ok(()) => sub.park(d, &reason).await,
+                            // Parking now would leave the file in `processing` for good.
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not record the failure; retrying the message");
+                                sub.retry_later(d, std::time::Duration::from_secs(5)).await
+                            }
+                        },
+                        None => sub.park(d, &reason).await,
                     }
-                    sub.park(d, &reason).await
                 }
             }
         }
@@ -167,6 +173,17 @@ async fn settle(
         // The message is still claimed; its lease runs out and it is delivered again.
         tracing::warn!(stage = name, error = %e, "could not settle a message");
     }
+}
+
+/// The file a message is about, when only the raw message is at hand.
+fn file_named_in(d: &Delivery) -> Option<FileId> {
+    #[derive(serde::Deserialize)]
+    struct AnyFileMessage {
+        file_id: FileId,
+    }
+    serde_json::from_slice::<AnyFileMessage>(&d.body)
+        .ok()
+        .map(|m| m.file_id)
 }
 
 async fn mark_failed(

@@ -276,9 +276,10 @@ async fn index(p: &Pipeline, msg: ChunksCreated) -> Result<(), StageError> {
         return Ok(());
     };
     if let Some(problem) = manifest_problem(&msg.chunks, file.size) {
-        return Err(StageError::Poison(format!(
-            "bad manifest for file {id}: {problem}"
-        )));
+        return Err(StageError::Permanent(
+            id,
+            format!("bad chunk manifest: {problem}"),
+        ));
     }
     match p.store.index_file(&id, &msg.chunks).await {
         Ok(_) => {}

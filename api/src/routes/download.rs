@@ -4,7 +4,7 @@ use std::io;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -21,7 +21,7 @@ use crate::auth::User;
 use crate::dto::{ChunkLink, Descriptor, DescriptorBatch, DescriptorItem, IdsQuery, SignedQuery};
 use crate::error::ApiError;
 use crate::range::{RangeRequest, parse_range};
-use crate::routes::owned_file;
+use crate::routes::{ApiPath, ApiQuery, owned_file};
 use crate::state::AppState;
 
 /// Chunks decrypted ahead of the one being sent, to keep the stream busy.
@@ -101,7 +101,7 @@ async fn build_descriptor(
 pub async fn descriptor(
     State(state): State<AppState>,
     User(owner): User,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Descriptor>, ApiError> {
     build_descriptor(&state, &owner, &id).await.map(Json)
 }
@@ -113,7 +113,7 @@ pub async fn descriptor(
 pub async fn descriptor_batch(
     State(state): State<AppState>,
     User(owner): User,
-    Query(q): Query<IdsQuery>,
+    ApiQuery(q): ApiQuery<IdsQuery>,
 ) -> Result<Json<DescriptorBatch>, ApiError> {
     let ids = distinct_ids(&q.id);
     if ids.is_empty() || ids.len() > MAX_BATCH_IDS {
@@ -202,7 +202,7 @@ fn etag_matches(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
 pub async fn content(
     State(state): State<AppState>,
     User(owner): User,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let file = owned_file(&state, &owner, &id).await?;
@@ -274,8 +274,8 @@ pub async fn content(
               (status = 404, body = crate::error::Problem)))]
 pub async fn chunk(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<SignedQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SignedQuery>,
 ) -> Result<Response, ApiError> {
     let chunk_id: ChunkId = id
         .parse()

@@ -1,7 +1,7 @@
 //! Registering uploads, receiving their bytes, and finalizing them.
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use filestore_adapters::meta::OutboxMessage;
 use filestore_adapters::{FileRecord, NewFile};
 use filestore_domain::messages::{FileMessage, routing};
@@ -14,7 +14,7 @@ use crate::dto::{
     RegisterFile, Registered, UploadReceipt,
 };
 use crate::error::ApiError;
-use crate::routes::{ApiJson, owned_file};
+use crate::routes::{ApiJson, ApiPath, owned_file};
 use crate::state::AppState;
 use crate::validate;
 
@@ -106,7 +106,7 @@ pub async fn register_batch(
 pub async fn put_content(
     State(state): State<AppState>,
     User(owner): User,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: Body,
 ) -> Result<Json<UploadReceipt>, ApiError> {
     let file = owned_file(&state, &owner, &id).await?;
@@ -201,7 +201,7 @@ fn check_upload(file: &FileRecord, size: u64, sha: &str) -> Result<(), ApiError>
 pub async fn finalize(
     State(state): State<AppState>,
     User(owner): User,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<FinalizeRequest>,
 ) -> Result<Json<FinalizeResponse>, ApiError> {
     let file = owned_file(&state, &owner, &id).await?;
@@ -251,7 +251,7 @@ pub async fn finalize(
 pub async fn metadata(
     State(state): State<AppState>,
     User(owner): User,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<FileMetadata>, ApiError> {
     let file = owned_file(&state, &owner, &id).await?;
     Ok(Json(FileMetadata::from(&file)))
