@@ -13,7 +13,7 @@ pub mod sqlite_queue;
 pub mod tenants;
 
 pub use local::LocalDirStore;
-pub use meta::{FileRecord, MetadataStore, NewFile, StoreError, Usage};
+pub use meta::{FileRecord, MetadataStore, NewFile, StoreError, UploadRecord, Usage};
 pub use objects::{ObjectError, ObjectStore, PutOutcome};
 pub use queue::{Delivery, Queue, QueueError, Subscription};
 pub use sqlite::SqliteStore;

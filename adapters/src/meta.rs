@@ -15,6 +15,8 @@ pub enum StoreError {
     Illegal(#[from] IllegalTransition),
     #[error("the upload was already recorded with a different size or checksum")]
     UploadMismatch,
+    #[error("the file is no longer accepting content")]
+    NotUploading,
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
     #[error("metadata database error: {0}")]
@@ -67,6 +69,15 @@ pub struct FileRecord {
     pub updated_at_ms: i64,
 }
 
+/// What recording an upload attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadRecord {
+    /// This attempt is now the file's content; an earlier attempt's object, if any, is unused.
+    Recorded { superseded: Option<String> },
+    /// The file had moved on with exactly these bytes already: a harmless retry.
+    AlreadyHad,
+}
+
 /// A message to publish once the transaction that produced it commits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
@@ -106,13 +117,25 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn create_files(&self, files: &[NewFile]) -> Result<(), StoreError>;
     async fn get_file(&self, id: &FileId) -> Result<Option<FileRecord>, StoreError>;
 
-    /// Records what the raw upload turned out to be (size, SHA-256); only while `uploading`.
+    /// Records where one upload attempt's bytes are and what they turned out to be (size,
+    /// SHA-256); only while `uploading`.
     async fn record_upload(
+        &self,
+        id: &FileId,
+        raw_key: &str,
+        size: u64,
+        sha256_hex: &str,
+    ) -> Result<UploadRecord, StoreError>;
+
+    /// Finalize: `uploading -> processing` and the announcement, in one transaction, only if
+    /// the recorded upload is still the one the caller verified (`size`, `sha256_hex`).
+    async fn finalize_upload(
         &self,
         id: &FileId,
         size: u64,
         sha256_hex: &str,
-    ) -> Result<(), StoreError>;
+        announce: OutboxMessage,
+    ) -> Result<FileStatus, StoreError>;
 
     /// Applies `event` through the state machine in one transaction; when the state changes and
     /// `announce` is given, the message goes into the outbox in that same transaction.

@@ -17,7 +17,8 @@ use tokio::sync::Mutex;
 
 use crate::clock::now_ms;
 use crate::meta::{
-    FileRecord, MetadataStore, NewFile, OutboxMessage, PendingOutbox, StoreError, Usage,
+    FileRecord, MetadataStore, NewFile, OutboxMessage, PendingOutbox, StoreError, UploadRecord,
+    Usage,
 };
 
 /// SQLite has one writer at a time; taking turns inside the process avoids busy errors on
@@ -228,35 +229,84 @@ impl MetadataStore for SqliteStore {
     async fn record_upload(
         &self,
         id: &FileId,
+        raw_key: &str,
         size: u64,
         sha256_hex: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<UploadRecord, StoreError> {
         let _w = self.writer.lock().await;
-        let done = sqlx::query(
-            "UPDATE files SET uploaded_size = ?, uploaded_sha256 = ?, updated_at = ?
-             WHERE id = ? AND status = 'uploading'",
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT status, raw_key, uploaded_size, uploaded_sha256 FROM files WHERE id = ?",
         )
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound(*id))?;
+        let status: String = row.try_get("status")?;
+        if status != FileStatus::Uploading.as_str() {
+            // The same bytes again is a harmless retry; other bytes come too late.
+            let had_size: Option<i64> = row.try_get("uploaded_size")?;
+            let had_sha: Option<String> = row.try_get("uploaded_sha256")?;
+            return if had_size == Some(to_i64(size)?) && had_sha.as_deref() == Some(sha256_hex) {
+                Ok(UploadRecord::AlreadyHad)
+            } else {
+                Err(StoreError::NotUploading)
+            };
+        }
+        let previous: String = row.try_get("raw_key")?;
+        sqlx::query(
+            "UPDATE files SET raw_key = ?, uploaded_size = ?, uploaded_sha256 = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(raw_key)
         .bind(to_i64(size)?)
         .bind(sha256_hex)
         .bind(now_ms())
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 1 {
-            return Ok(());
+        tx.commit().await?;
+        Ok(UploadRecord::Recorded {
+            superseded: (previous != raw_key).then_some(previous),
+        })
+    }
+
+    async fn finalize_upload(
+        &self,
+        id: &FileId,
+        size: u64,
+        sha256_hex: &str,
+        announce: OutboxMessage,
+    ) -> Result<FileStatus, StoreError> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let from = status_in(&mut tx, id).await?;
+        let to = transition(from, FileEvent::Finalized)?;
+        if to == from {
+            return Ok(to);
         }
-        drop(_w);
-        // Not uploading any more: the same bytes again is a harmless retry, other bytes are not.
-        match self.get_file(id).await? {
-            None => Err(StoreError::NotFound(*id)),
-            Some(f)
-                if f.uploaded_size == Some(size)
-                    && f.uploaded_sha256.as_deref() == Some(sha256_hex) =>
-            {
-                Ok(())
-            }
-            Some(_) => Err(StoreError::UploadMismatch),
+        let now = now_ms();
+        let updated = sqlx::query(
+            "UPDATE files SET status = ?, status_reason = NULL, updated_at = ?
+             WHERE id = ? AND uploaded_size = ? AND uploaded_sha256 = ?",
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .bind(id.to_string())
+        .bind(to_i64(size)?)
+        .bind(sha256_hex)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::UploadMismatch);
         }
+        sqlx::query("INSERT INTO outbox (routing_key, payload, created_at) VALUES (?, ?, ?)")
+            .bind(&announce.routing_key)
+            .bind(&announce.payload)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(to)
     }
 
     async fn apply_event(

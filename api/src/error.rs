@@ -107,6 +107,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => Self::not_found(),
             StoreError::Illegal(t) => Self::conflict("invalid_state", t.to_string()),
             StoreError::UploadMismatch => Self::conflict("upload_conflict", e.to_string()),
+            StoreError::NotUploading => Self::conflict("not_uploading", e.to_string()),
             other => Self::internal(other),
         }
     }

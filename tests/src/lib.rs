@@ -273,6 +273,11 @@ impl Service {
         self.get("/v1/usage", token).await.json()
     }
 
+    /// The raw upload objects of a file on disk (one per recorded attempt; none once processed).
+    pub fn raw_objects(&self, file_id: &str) -> Vec<PathBuf> {
+        raw_objects(&self.data_dir(), file_id)
+    }
+
     /// Every stored chunk object on disk.
     pub fn chunk_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
@@ -296,6 +301,23 @@ impl Service {
             r.stop().await.expect("clean stop");
         }
     }
+}
+
+/// Raw upload objects of a file below a data directory.
+pub fn raw_objects(data_dir: &Path, file_id: &str) -> Vec<PathBuf> {
+    let prefix = format!("{file_id}.");
+    let Ok(entries) = std::fs::read_dir(data_dir.join("objects").join("raw")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .collect()
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {

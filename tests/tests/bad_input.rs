@@ -308,3 +308,37 @@ async fn odd_paths_and_queries_still_get_problem_documents() {
     assert_problem(&chunk, StatusCode::BAD_REQUEST, "invalid_request");
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_upload_replaces_the_first_without_leaving_it_behind() {
+    let svc = Service::start().await;
+    let t = svc.token("alice");
+    let id = svc.register(&t, "twice.txt", 5).await;
+    let content = format!("/v1/files/{id}/content");
+    assert_eq!(
+        svc.put(&content, &t, b"aaaaa".to_vec()).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        svc.put(&content, &t, b"bbbbb".to_vec()).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        svc.raw_objects(&id).len(),
+        1,
+        "the superseded attempt is removed"
+    );
+    assert_problem(
+        &svc.finalize(&t, &id, b"aaaaa").await,
+        StatusCode::BAD_REQUEST,
+        "checksum_mismatch",
+    );
+    assert_eq!(svc.finalize(&t, &id, b"bbbbb").await.status, StatusCode::OK);
+    assert_eq!(svc.settle(&t, &id).await, "ready");
+    assert_eq!(svc.content(&t, &id).await.body, b"bbbbb");
+    assert!(
+        svc.raw_objects(&id).is_empty(),
+        "processed files keep no raw copy"
+    );
+    svc.stop().await;
+}

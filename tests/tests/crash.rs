@@ -136,7 +136,7 @@ async fn a_file_being_chunked_when_the_process_is_killed_finishes_after_restart(
         .unwrap();
     assert_eq!(sha256_hex(&body), sha256_hex(&bytes));
     assert!(
-        !data.join("objects").join("raw").join(&id).exists(),
+        filestore_tests::raw_objects(&data, &id).is_empty(),
         "the raw upload is removed once chunks hold the content"
     );
     drop(dev);

@@ -155,7 +155,9 @@ async fn finalize_notices_a_raw_object_that_vanished() {
             .status,
         StatusCode::OK
     );
-    std::fs::remove_file(svc.objects_dir().join("raw").join(&id)).unwrap();
+    let raw = svc.raw_objects(&id);
+    assert_eq!(raw.len(), 1);
+    std::fs::remove_file(&raw[0]).unwrap();
     // Finalize sees the object is gone.
     assert_eq!(
         svc.finalize(&t, &id, b"data").await.code(),
@@ -193,7 +195,9 @@ async fn a_raw_object_lost_after_finalize_fails_the_file_with_the_reason() {
     let t = svc.token("alice");
     let id = svc.upload(&t, "lost.bin", b"data").await;
     assert_eq!(svc.status(&t, &id).await, "processing");
-    std::fs::remove_file(svc.objects_dir().join("raw").join(&id)).unwrap();
+    let raw = svc.raw_objects(&id);
+    assert_eq!(raw.len(), 1);
+    std::fs::remove_file(&raw[0]).unwrap();
     let svc = svc
         .restart_with(|b| {
             *b = b

@@ -3,9 +3,9 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use filestore_adapters::meta::OutboxMessage;
-use filestore_adapters::{FileRecord, NewFile};
+use filestore_adapters::{FileRecord, NewFile, StoreError, UploadRecord};
+use filestore_domain::FileStatus;
 use filestore_domain::messages::{FileMessage, routing};
-use filestore_domain::{FileEvent, FileStatus};
 use futures::TryStreamExt;
 
 use crate::auth::User;
@@ -119,10 +119,13 @@ pub async fn put_content(
             ),
         ));
     }
+    // Each attempt gets its own object, so a slow concurrent PUT can never overwrite bytes
+    // that another attempt recorded (and finalize verified).
+    let attempt_key = format!("raw/{}.{:016x}", file.id, rand::random::<u64>());
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let stored = state
         .objects
-        .put_stream(&file.raw_key, Box::pin(stream), file.size)
+        .put_stream(&attempt_key, Box::pin(stream), file.size)
         .await?;
     let mismatch = if stored.size != file.size {
         Some(ApiError::bad_request(
@@ -145,13 +148,31 @@ pub async fn put_content(
         None
     };
     if let Some(err) = mismatch {
-        state.objects.delete(&file.raw_key).await?;
+        state.objects.delete(&attempt_key).await?;
         return Err(err);
     }
-    state
+    let recorded = state
         .store
-        .record_upload(&file.id, stored.size, &stored.sha256_hex)
-        .await?;
+        .record_upload(&file.id, &attempt_key, stored.size, &stored.sha256_hex)
+        .await;
+    match recorded {
+        Ok(UploadRecord::Recorded { superseded }) => {
+            if let Some(old) = superseded {
+                state.objects.delete(&old).await?;
+            }
+        }
+        Ok(UploadRecord::AlreadyHad) => state.objects.delete(&attempt_key).await?,
+        Err(e) => {
+            state.objects.delete(&attempt_key).await?;
+            return Err(match e {
+                StoreError::NotUploading => ApiError::conflict(
+                    "not_uploading",
+                    "the file was finalized meanwhile; its content can no longer change",
+                ),
+                other => other.into(),
+            });
+        }
+    }
     metrics::counter!("filestore_upload_bytes_total").increment(stored.size);
     Ok(Json(UploadReceipt {
         file_id: file.id.to_string(),
@@ -234,8 +255,15 @@ pub async fn finalize(
     };
     let status = state
         .store
-        .apply_event(&file.id, FileEvent::Finalized, None, Some(announce))
-        .await?;
+        .finalize_upload(&file.id, size, &sha, announce)
+        .await
+        .map_err(|e| match e {
+            StoreError::UploadMismatch => ApiError::conflict(
+                "upload_conflict",
+                "another upload of this file was recorded meanwhile; finalize with its checksum or upload again",
+            ),
+            other => other.into(),
+        })?;
     state.outbox_wake.notify_one();
     metrics::counter!("filestore_files_finalized_total").increment(1);
     Ok(Json(FinalizeResponse {
