@@ -118,11 +118,19 @@ pub async fn download(
             }
         }
         Target::File(dest) => {
-            let tmp = temp_name(&dest);
-            let file = Arc::new(
-                std::fs::File::create(&tmp)
-                    .with_context(|| format!("creating {}", tmp.display()))?,
-            );
+            // A fresh, exclusively created sibling: never a planted link, never another
+            // download's file, on the destination's filesystem so the rename is atomic; it is
+            // removed on every path that does not complete.
+            let parent = match dest.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!(".{}.", local_name(&d.path)))
+                .suffix(".filestore-partial")
+                .tempfile_in(&parent)
+                .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
+            let file = Arc::new(tmp.as_file().try_clone()?);
             let written: anyhow::Result<()> = chunks
                 .buffer_unordered(parallelism.max(1))
                 .map_ok(|(link, plain)| {
@@ -143,16 +151,13 @@ pub async fn download(
             let verified = written.and_then(|()| {
                 file.set_len(d.size)?;
                 file.sync_all()?;
-                if sha256_of(&tmp)? != expected {
+                if sha256_of(tmp.path())? != expected {
                     bail!(IntegrityError::File(d.path.clone()));
                 }
                 Ok(())
             });
-            if let Err(e) = verified {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-            std::fs::rename(&tmp, &dest)
+            verified?;
+            tmp.persist(&dest)
                 .with_context(|| format!("moving the download to {}", dest.display()))?;
         }
     }
@@ -165,14 +170,6 @@ fn sha256_of(path: &Path) -> std::io::Result<String> {
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h)?;
     Ok(hex::encode(h.finalize()))
-}
-
-/// A sibling temporary name, so the final rename stays on one filesystem.
-fn temp_name(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
-    dest.with_file_name(format!(".{name}.filestore-partial"))
 }
 
 /// The last component of a server path, safe as a local file name.
@@ -194,13 +191,5 @@ mod tests {
         assert_eq!(local_name("a/b/c.txt"), "c.txt");
         assert_eq!(local_name("c.txt"), "c.txt");
         assert_eq!(local_name(".."), "download");
-    }
-
-    #[test]
-    fn partial_downloads_sit_beside_their_destination() {
-        assert_eq!(
-            temp_name(Path::new("/x/y.bin")),
-            PathBuf::from("/x/.y.bin.filestore-partial")
-        );
     }
 }

@@ -85,7 +85,9 @@ pub fn encode_hashed(
 ) -> EncodedChunk {
     let id = tenant.chunk_id(&h);
     let key = tenant.chunk_key(&h);
-    let compressed = zstd::bulk::compress(plain, opts.zstd_level).ok();
+    let compressed = worth_compressing(plain)
+        .then(|| zstd::bulk::compress(plain, opts.zstd_level).ok())
+        .flatten();
     // Keep compression only when it saves more than 1/32: decompressing costs time on every read.
     let bytes = match compressed {
         Some(c) if c.len() < plain.len() - plain.len() / 32 => seal(&id, &key, FLAG_ZSTD, &c),
@@ -97,6 +99,20 @@ pub fn encode_hashed(
         plain_len: plain.len(),
         bytes,
     }
+}
+
+const SAMPLE: usize = 64 * 1024;
+
+/// Whether a whole-chunk compression attempt can pay off, judged on a fast-compressed sample of
+/// its start: media, archives and encrypted data are most of many corpora, and trying to
+/// compress them costs as much as everything else a chunk goes through. Deterministic, so the
+/// same chunk still encodes to the same bytes.
+fn worth_compressing(plain: &[u8]) -> bool {
+    if plain.len() <= 2 * SAMPLE {
+        return true;
+    }
+    let sample = &plain[..SAMPLE];
+    zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() < SAMPLE - SAMPLE / 32)
 }
 
 /// Header, payload and tag in one buffer, encrypted in place: chunks are megabytes, and every
@@ -215,6 +231,28 @@ mod tests {
         assert_eq!(e.bytes[5], 0);
         assert_eq!(e.bytes.len(), HEADER_LEN + plain.len() + TAG_LEN);
         assert_eq!(open(&t, &e, &e.bytes).unwrap(), plain);
+    }
+
+    #[test]
+    fn large_incompressible_chunks_skip_the_compressor_and_text_does_not() {
+        let t = tenant();
+        let mut x = 7u64;
+        let noise: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        assert!(!worth_compressing(&noise));
+        assert_eq!(encode(&t, &noise, CodecOptions::default()).bytes[5], 0);
+        let text = b"some words that repeat, ".repeat(50_000);
+        assert!(worth_compressing(&text));
+        assert_eq!(
+            encode(&t, &text, CodecOptions::default()).bytes[5],
+            FLAG_ZSTD
+        );
     }
 
     #[test]
