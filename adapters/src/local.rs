@@ -104,38 +104,52 @@ impl LocalDirStore {
         &self,
         body: ByteStream,
         limit: u64,
-    ) -> Result<(PathBuf, PutOutcome), ObjectError> {
-        let tmp = self.temp_path();
-        let result = async {
-            // Request bodies arrive in small frames; a large buffer keeps writes few and big.
-            let mut file =
-                tokio::io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp).await?);
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            let mut body = body;
-            while let Some(piece) = body.next().await {
-                let piece = piece.map_err(ObjectError::Source)?;
-                size += piece.len() as u64;
-                if size > limit {
-                    return Err(ObjectError::TooLarge { limit });
-                }
-                hasher.update(&piece);
-                file.write_all(&piece).await?;
+    ) -> Result<(TempFile, PutOutcome), ObjectError> {
+        let tmp = TempFile(Some(self.temp_path()));
+        // Request bodies arrive in small frames; a large buffer keeps writes few and big.
+        let mut file =
+            tokio::io::BufWriter::with_capacity(1 << 20, fs::File::create(tmp.path()).await?);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut body = body;
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(ObjectError::Source)?;
+            size += piece.len() as u64;
+            if size > limit {
+                return Err(ObjectError::TooLarge { limit });
             }
-            file.flush().await?;
-            file.get_mut().sync_all().await?;
-            Ok(PutOutcome {
-                size,
-                sha256_hex: hex::encode(hasher.finalize()),
-            })
+            hasher.update(&piece);
+            file.write_all(&piece).await?;
         }
-        .await;
-        match result {
-            Ok(outcome) => Ok((tmp, outcome)),
-            Err(e) => {
-                let _ = fs::remove_file(&tmp).await;
-                Err(e)
-            }
+        file.flush().await?;
+        file.get_mut().sync_all().await?;
+        let outcome = PutOutcome {
+            size,
+            sha256_hex: hex::encode(hasher.finalize()),
+        };
+        Ok((tmp, outcome))
+    }
+}
+
+/// A temporary file that is removed unless it was moved into place: on errors, and also when
+/// the writing future is dropped half-way (a client gone, a shutdown).
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or_else(|| Path::new(""))
+    }
+
+    /// The file now lives under its final name; nothing to clean up.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
         }
     }
 }
@@ -165,35 +179,25 @@ impl ObjectStore for LocalDirStore {
     ) -> Result<PutOutcome, ObjectError> {
         let dest = self.path_of(key)?;
         let (tmp, outcome) = self.write_temp(body, limit).await?;
-        if let Err(e) = self.publish(&tmp, &dest).await {
-            let _ = fs::remove_file(&tmp).await;
-            return Err(e);
-        }
+        self.publish(tmp.path(), &dest).await?;
+        tmp.keep();
         Ok(outcome)
     }
 
     async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError> {
         let dest = self.path_of(key)?;
-        let tmp = self.temp_path();
-        let written = tokio::task::spawn_blocking({
-            let tmp = tmp.clone();
-            move || -> io::Result<()> {
-                use std::io::Write;
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&bytes)?;
-                f.sync_all()
-            }
+        let tmp = TempFile(Some(self.temp_path()));
+        let path = tmp.path().to_path_buf();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(&bytes)?;
+            f.sync_all()
         })
         .await
-        .map_err(io::Error::other)?;
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp).await;
-            return Err(e.into());
-        }
-        if let Err(e) = self.publish(&tmp, &dest).await {
-            let _ = fs::remove_file(&tmp).await;
-            return Err(e);
-        }
+        .map_err(io::Error::other)??;
+        self.publish(tmp.path(), &dest).await?;
+        tmp.keep();
         Ok(())
     }
 
@@ -268,6 +272,25 @@ mod tests {
         assert_eq!(store.head("raw/b").await.unwrap(), None);
         let leftovers = std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count();
         assert_eq!(leftovers, 0);
+    }
+
+    #[tokio::test]
+    async fn a_put_abandoned_half_way_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::open(dir.path()).await.unwrap();
+        let (tx, rx) = futures::channel::mpsc::unbounded::<io::Result<Bytes>>();
+        tx.unbounded_send(Ok(Bytes::from_static(b"first part")))
+            .unwrap();
+        let put = store.put_stream("raw/c", Box::pin(rx), 100);
+        // The body never ends; the caller gives up (a client gone, a shutdown).
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(100), put).await;
+        assert!(gave_up.is_err());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(),
+            0
+        );
+        assert_eq!(store.head("raw/c").await.unwrap(), None);
+        drop(tx);
     }
 
     #[tokio::test]

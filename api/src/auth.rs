@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use filestore_domain::OwnerId;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
@@ -100,11 +100,14 @@ impl JwksCache {
             .map_err(|e| e.to_string())?;
         let mut out = HashMap::new();
         for jwk in &set.keys {
-            let (Some(kid), Some(alg)) = (jwk.common.key_id.clone(), jwk.common.key_algorithm)
-            else {
+            let Some(kid) = jwk.common.key_id.clone() else {
                 continue;
             };
-            let Ok(alg) = alg.to_string().parse::<Algorithm>() else {
+            let declared = jwk
+                .common
+                .key_algorithm
+                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+            let Some(alg) = declared.or_else(|| implied_algorithm(jwk)) else {
                 continue;
             };
             if !ASYMMETRIC.contains(&alg) {
@@ -115,6 +118,19 @@ impl JwksCache {
             }
         }
         Ok(out)
+    }
+}
+
+/// `alg` is optional in a JWK (some identity providers leave it out); the key type decides.
+fn implied_algorithm(jwk: &Jwk) -> Option<Algorithm> {
+    match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => Some(Algorithm::ES256),
+            EllipticCurve::P384 => Some(Algorithm::ES384),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

@@ -223,10 +223,21 @@ async fn es256_tokens_verify_with_a_pem_public_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn es256_tokens_verify_with_keys_from_a_jwks_url() {
-    let app = axum::Router::new().route(
-        "/jwks.json",
-        axum::routing::get(|| async { ([("content-type", "application/json")], JWKS) }),
-    );
+    // Some identity providers leave `alg` out of their keys; the key type implies it.
+    let without_alg = JWKS.replace("\"alg\": \"ES256\",", "").to_owned();
+    assert_ne!(without_alg, JWKS);
+    let app = axum::Router::new()
+        .route(
+            "/jwks.json",
+            axum::routing::get(|| async { ([("content-type", "application/json")], JWKS) }),
+        )
+        .route(
+            "/no-alg.json",
+            axum::routing::get(move || {
+                let body = without_alg.clone();
+                async move { ([("content-type", "application/json")], body) }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -248,5 +259,16 @@ async fn es256_tokens_verify_with_keys_from_a_jwks_url() {
     );
     let no_kid = svc.get("/v1/usage", &es256(None, &c)).await;
     assert_eq!(no_kid.status, StatusCode::UNAUTHORIZED);
+    svc.stop().await;
+    let svc = Service::builder()
+        .api(|a| a.jwks_url = Some(format!("http://{addr}/no-alg.json")))
+        .start()
+        .await;
+    assert_eq!(
+        svc.get("/v1/usage", &es256(Some("test-es256"), &c))
+            .await
+            .status,
+        StatusCode::OK
+    );
     svc.stop().await;
 }
