@@ -171,6 +171,13 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     async fn usage(&self, owner: &OwnerId) -> Result<Usage, StoreError>;
 
+    /// Files still `uploading` whose last change is older than `before_ms` (unix ms).
+    async fn stale_uploads(
+        &self,
+        before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<FileRecord>, StoreError>;
+
     async fn outbox_pending(&self, limit: u32) -> Result<Vec<PendingOutbox>, StoreError>;
     async fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError>;
 }

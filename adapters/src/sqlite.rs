@@ -466,6 +466,21 @@ impl MetadataStore for SqliteStore {
         })
     }
 
+    async fn stale_uploads(
+        &self,
+        before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<FileRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM files WHERE status = 'uploading' AND updated_at < ? ORDER BY updated_at LIMIT ?",
+        )
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(file_from_row).collect()
+    }
+
     async fn outbox_pending(&self, limit: u32) -> Result<Vec<PendingOutbox>, StoreError> {
         let rows = sqlx::query("SELECT id, routing_key, payload FROM outbox ORDER BY id LIMIT ?")
             .bind(i64::from(limit))

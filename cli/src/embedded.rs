@@ -162,7 +162,14 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Running> {
         codec: cfg.worker.codec(),
         config: cfg.worker.clone(),
     });
+    let janitor = filestore_worker::janitor::run(
+        store.clone(),
+        pipeline.objects.clone(),
+        Duration::from_secs(cfg.worker.upload_expiry_secs),
+        Duration::from_secs(cfg.worker.janitor_interval_secs.max(1)),
+    );
     let mut background = spawn_stages(pipeline);
+    background.push(tokio::spawn(janitor));
     background.push(tokio::spawn(relay.run()));
 
     let listener = std::net::TcpListener::bind(cfg.api.listen)

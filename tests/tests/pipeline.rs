@@ -275,3 +275,65 @@ async fn renewing_a_claim_while_a_long_job_runs_never_stalls_it() {
     assert_eq!(svc.content(&t, &id).await.body, bytes);
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_uploads_expire_with_their_bytes() {
+    let svc = Service::builder()
+        .worker(|w| {
+            w.upload_expiry_secs = 3;
+            w.janitor_interval_secs = 1;
+        })
+        .start()
+        .await;
+    let t = svc.token("alice");
+    let abandoned = svc.register(&t, "never-finalized.bin", 4).await;
+    let put = svc
+        .put(
+            &format!("/v1/files/{abandoned}/content"),
+            &t,
+            b"data".to_vec(),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK);
+    assert_eq!(svc.raw_objects(&abandoned).len(), 1);
+    let finished = svc.upload_ready(&t, "finished.bin", b"kept").await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while svc
+        .get(&format!("/v1/files/{abandoned}/metadata"), &t)
+        .await
+        .status
+        != StatusCode::NOT_FOUND
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned upload never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(svc.raw_objects(&abandoned).is_empty(), "its bytes are gone");
+    let store = &svc.running.as_ref().unwrap().store;
+    let record = store
+        .get_file(&abandoned.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, filestore_domain::FileStatus::Deleted);
+    assert!(record.status_reason.unwrap().contains("abandoned"));
+    // A late PUT is refused and stores nothing.
+    let late = svc
+        .put(
+            &format!("/v1/files/{abandoned}/content"),
+            &t,
+            b"data".to_vec(),
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::NOT_FOUND);
+    assert!(svc.raw_objects(&abandoned).is_empty());
+    assert_eq!(
+        svc.content(&t, &finished).await.body,
+        b"kept",
+        "settled files are untouched"
+    );
+    svc.stop().await;
+}

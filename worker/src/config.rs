@@ -37,6 +37,12 @@ pub struct WorkerConfig {
     /// zstd level for chunk compression (1 is fast; 3 to 19 trade speed for size).
     #[arg(long, env = "FILESTORE_ZSTD_LEVEL", default_value_t = 1)]
     pub zstd_level: i32,
+    /// Uploads not finalized within this many seconds are deleted with their bytes.
+    #[arg(long, env = "FILESTORE_UPLOAD_EXPIRY", default_value_t = 24 * 3600)]
+    pub upload_expiry_secs: u64,
+    /// How often the janitor looks for abandoned uploads, seconds.
+    #[arg(long, env = "FILESTORE_JANITOR_INTERVAL", default_value_t = 600)]
+    pub janitor_interval_secs: u64,
     /// How often a long job renews its claim on its message, milliseconds.
     #[arg(
         long,
@@ -79,6 +85,8 @@ impl Default for WorkerConfig {
             chunk_max: ChunkParams::DEFAULT.max,
             zstd_level: 1,
             keep_alive_ms: 5000,
+            upload_expiry_secs: 24 * 3600,
+            janitor_interval_secs: 600,
             blocklist: None,
         }
     }

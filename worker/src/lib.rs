@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod janitor;
 pub mod retry;
 pub mod runner;
 pub mod scanner;

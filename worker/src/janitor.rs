@@ -1,0 +1,60 @@
+//! Uploads that were registered but never finalized would keep their raw bytes forever; the
+//! janitor moves them to `deleted` and removes those bytes.
+use std::sync::Arc;
+use std::time::Duration;
+
+use filestore_adapters::clock::now_ms;
+use filestore_adapters::{MetadataStore, ObjectStore, StoreError};
+use filestore_domain::FileEvent;
+
+const BATCH: u32 = 500;
+
+/// Expires uploads untouched for longer than `expiry`; returns how many it expired.
+pub async fn expire_stale_uploads(
+    store: &dyn MetadataStore,
+    objects: &dyn ObjectStore,
+    expiry: Duration,
+) -> Result<usize, StoreError> {
+    let cutoff = now_ms().saturating_sub(i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX));
+    let reason = format!(
+        "upload abandoned: not finalized within {}s",
+        expiry.as_secs()
+    );
+    let mut expired = 0;
+    for file in store.stale_uploads(cutoff, BATCH).await? {
+        // Deleted first: a PUT that lands now is refused and removes its own bytes.
+        match store
+            .apply_event(&file.id, FileEvent::Deleted, Some(&reason), None)
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::Illegal(_) | StoreError::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = objects.delete(&file.raw_key).await {
+            tracing::warn!(file = %file.id, error = %e, "could not remove an abandoned upload's bytes");
+        }
+        expired += 1;
+    }
+    if expired > 0 {
+        metrics::counter!("filestore_uploads_expired_total").increment(expired as u64);
+        tracing::info!(expired, "expired abandoned uploads");
+    }
+    Ok(expired)
+}
+
+/// Runs [`expire_stale_uploads`] every `every`, forever.
+pub async fn run(
+    store: Arc<dyn MetadataStore>,
+    objects: Arc<dyn ObjectStore>,
+    expiry: Duration,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = expire_stale_uploads(store.as_ref(), objects.as_ref(), expiry).await {
+            tracing::warn!(error = %e, "janitor pass failed; trying again later");
+        }
+    }
+}
