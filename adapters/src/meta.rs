@@ -46,7 +46,7 @@ pub struct NewFile {
 }
 
 impl NewFile {
-    /// Where the raw bytes of this file live in the object store.
+    /// The raw key a file starts with; each upload attempt then records a key of its own.
     pub fn raw_key(id: &FileId) -> String {
         format!("raw/{id}")
     }

@@ -143,22 +143,11 @@ pub fn cut_points(data: &[u8], p: ChunkParams) -> Vec<(u64, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::pseudo_random;
     use proptest::prelude::*;
 
     fn small() -> ChunkParams {
         ChunkParams::new(256, 1024, 4096).unwrap()
-    }
-
-    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
     }
 
     fn stream_cuts(data: &[u8], p: ChunkParams, piece: usize) -> Vec<(u64, usize)> {

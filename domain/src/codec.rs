@@ -190,6 +190,7 @@ pub fn decode(
 mod tests {
     use super::*;
     use crate::keys::SecretKey;
+    use crate::testing::pseudo_random;
 
     fn tenant() -> TenantSecret {
         TenantSecret(SecretKey::from_bytes(&[7u8; 32]).unwrap())
@@ -218,15 +219,7 @@ mod tests {
     #[test]
     fn incompressible_data_is_stored_raw() {
         let t = tenant();
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let plain: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect();
+        let plain = pseudo_random(4096, 0x9E37_79B9_7F4A_7C15);
         let e = encode(&t, &plain, CodecOptions::default());
         assert_eq!(e.bytes[5], 0);
         assert_eq!(e.bytes.len(), HEADER_LEN + plain.len() + TAG_LEN);
@@ -236,15 +229,7 @@ mod tests {
     #[test]
     fn large_incompressible_chunks_skip_the_compressor_and_text_does_not() {
         let t = tenant();
-        let mut x = 7u64;
-        let noise: Vec<u8> = (0..1 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect();
+        let noise = pseudo_random(1 << 20, 7);
         assert!(!worth_compressing(&noise));
         assert_eq!(encode(&t, &noise, CodecOptions::default()).bytes[5], 0);
         let text = b"some words that repeat, ".repeat(50_000);

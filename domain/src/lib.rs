@@ -9,6 +9,8 @@ pub mod messages;
 pub mod paths;
 pub mod signing;
 pub mod state;
+#[cfg(test)]
+mod testing;
 
 pub use ids::{ChunkId, FileId, OwnerId};
 pub use state::{FileEvent, FileStatus};
