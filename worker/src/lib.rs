@@ -8,6 +8,7 @@ pub mod retry;
 pub mod runner;
 pub mod scanner;
 pub mod stages;
+mod task;
 
 pub use config::WorkerConfig;
 pub use runner::{Pipeline, spawn_stages};

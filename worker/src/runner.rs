@@ -15,6 +15,7 @@ use crate::config::WorkerConfig;
 use crate::retry::{AfterFailure, after_failure};
 use crate::scanner::Scanner;
 use crate::stages::{self, StageError};
+use crate::task::AbortOnDrop;
 
 /// Everything the stages work with.
 pub struct Pipeline {
@@ -76,17 +77,16 @@ async fn run_keeping_alive(
     sub: &mut dyn Subscription,
     delivery: &Delivery,
 ) -> Result<(), StageError> {
-    let work = AbortOnDrop(tokio::spawn({
+    let mut work = AbortOnDrop::spawn({
         let p = p.clone();
         let d = delivery.clone();
         async move { stages::handle(&p, stage, &d).await }
-    }));
-    let mut work = work;
+    });
     let mut tick = tokio::time::interval(p.config.keep_alive_every());
     tick.tick().await;
     loop {
         tokio::select! {
-            result = &mut work.0 => {
+            result = &mut work => {
                 return result.unwrap_or_else(|e| Err(StageError::Transient(None, format!("the stage task died: {e}"))));
             }
             _ = tick.tick() => {
@@ -95,15 +95,6 @@ async fn run_keeping_alive(
                 }
             }
         }
-    }
-}
-
-/// A stage task does not outlive the consumer that waits for it.
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

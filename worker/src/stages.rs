@@ -1,6 +1,8 @@
 //! The three stages. Each re-reads the file's state first, so a redelivered message for a file
 //! that already moved on does nothing.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use filestore_adapters::objects::ObjectError;
 use filestore_adapters::queue::Delivery;
@@ -19,6 +21,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::runner::Pipeline;
 use crate::scanner::Verdict;
+use crate::task::AbortOnDrop;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -41,7 +44,7 @@ impl From<MessageError> for StageError {
 
 const READ_BUF: usize = 1024 * 1024;
 
-pub async fn handle(p: &Pipeline, stage: Stage, d: &Delivery) -> Result<(), StageError> {
+pub async fn handle(p: &Arc<Pipeline>, stage: Stage, d: &Delivery) -> Result<(), StageError> {
     match stage {
         Stage::Scan => scan(p, messages::parse(&d.body)?).await,
         Stage::Chunk => chunk(p, messages::parse(&d.body)?).await,
@@ -124,7 +127,7 @@ async fn scan(p: &Pipeline, msg: FileMessage) -> Result<(), StageError> {
     Ok(())
 }
 
-async fn chunk(p: &Pipeline, msg: FileMessage) -> Result<(), StageError> {
+async fn chunk(p: &Arc<Pipeline>, msg: FileMessage) -> Result<(), StageError> {
     let id = msg.file_id;
     let Some(file) = file_in_processing(p, &id, &msg.owner).await? else {
         return Ok(());
@@ -179,7 +182,16 @@ async fn chunk(p: &Pipeline, msg: FileMessage) -> Result<(), StageError> {
         {
             entries.push(done?);
         }
-        in_flight.push_back(store_chunk(p, tenant.clone(), &file.owner, id, index, c));
+        // Spawned, so each chunk's store and index writes proceed while this loop reads on.
+        let job = store_chunk(p.clone(), tenant.clone(), file.owner.clone(), id, index, c);
+        in_flight.push_back(async move {
+            AbortOnDrop::spawn(job).await.unwrap_or_else(|e| {
+                Err(StageError::Transient(
+                    Some(id),
+                    format!("chunk task died: {e}"),
+                ))
+            })
+        });
         index += 1;
     }
     while let Some(done) = in_flight.next().await {
@@ -208,9 +220,9 @@ async fn chunk(p: &Pipeline, msg: FileMessage) -> Result<(), StageError> {
 /// Stores one chunk unless the tenant already has it: the object first, then the dedupe index,
 /// so an indexed chunk always has its object.
 async fn store_chunk(
-    p: &Pipeline,
+    p: Arc<Pipeline>,
     tenant: TenantSecret,
-    owner: &OwnerId,
+    owner: OwnerId,
     file: FileId,
     index: u32,
     chunk: Chunk,
@@ -225,7 +237,7 @@ async fn store_chunk(
     let id_text = chunk_id.to_string();
     let known = p
         .store
-        .known_chunks(owner, std::slice::from_ref(&id_text))
+        .known_chunks(&owner, std::slice::from_ref(&id_text))
         .await
         .map_err(|e| fail(&e))?;
     let entry = |stored_size| ChunkEntry {
@@ -250,7 +262,7 @@ async fn store_chunk(
         .await
         .map_err(|e| fail(&e))?;
     p.store
-        .record_chunk(owner, &id_text, u64::from(length), stored)
+        .record_chunk(&owner, &id_text, u64::from(length), stored)
         .await
         .map_err(|e| fail(&e))?;
     metrics::counter!("filestore_chunks_stored_total").increment(1);
