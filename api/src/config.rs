@@ -39,6 +39,10 @@ pub struct ApiConfig {
     /// Most files in one batch request.
     #[arg(long, env = "FILESTORE_MAX_BATCH", default_value_t = 1000)]
     pub max_batch: usize,
+    /// Public base URL of the API (behind an ingress or CDN); signed chunk URLs are absolute
+    /// under it. Without it they are relative to the API.
+    #[arg(long, env = "FILESTORE_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// How long signed chunk URLs stay valid, seconds.
     #[arg(long, env = "FILESTORE_SIGNED_URL_TTL", default_value_t = 900)]
     pub signed_url_ttl: u64,
@@ -58,6 +62,7 @@ impl Default for ApiConfig {
             jwks_url: None,
             max_file_size: 1 << 40,
             max_batch: 1000,
+            public_url: None,
             signed_url_ttl: 900,
         }
     }

@@ -233,3 +233,20 @@ async fn with_a_certificate_the_api_speaks_https() {
     );
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_an_ingress_chunk_urls_are_absolute_under_the_public_url() {
+    let svc = Service::builder()
+        .api(|a| a.public_url = Some("https://files.example.com/".into()))
+        .start()
+        .await;
+    let t = svc.token("alice");
+    let id = svc.upload_ready(&t, "p.bin", &noise(10_000, 4)).await;
+    let d = svc.get(&format!("/v1/file/{id}"), &t).await.json();
+    let url = d["chunks"][0]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://files.example.com/v1/chunks/"),
+        "{url}"
+    );
+    svc.stop().await;
+}

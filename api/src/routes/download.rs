@@ -65,6 +65,12 @@ async fn build_descriptor(
     let tenant = state.tenants.secret_for(owner).await?;
     let chunks = state.store.file_chunks(&file.id).await?;
     let expires_at = now_secs() + state.config.signed_url_ttl;
+    let base = state
+        .config
+        .public_url
+        .as_deref()
+        .unwrap_or("")
+        .trim_end_matches('/');
     let links = chunks
         .iter()
         .map(|c| ChunkLink {
@@ -73,7 +79,7 @@ async fn build_descriptor(
             length: c.length,
             id: c.id.to_string(),
             url: format!(
-                "/v1/chunks/{}?exp={expires_at}&sig={}",
+                "{base}/v1/chunks/{}?exp={expires_at}&sig={}",
                 c.id,
                 state.signer.sign(&chunk_resource(&c.id), expires_at)
             ),
