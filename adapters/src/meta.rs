@@ -137,14 +137,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         announce: OutboxMessage,
     ) -> Result<FileStatus, StoreError>;
 
-    /// Applies `event` through the state machine in one transaction; when the state changes and
-    /// `announce` is given, the message goes into the outbox in that same transaction.
+    /// Applies `event` through the state machine in one transaction, recording `reason`.
     async fn apply_event(
         &self,
         id: &FileId,
         event: FileEvent,
         reason: Option<&str>,
-        announce: Option<OutboxMessage>,
     ) -> Result<FileStatus, StoreError>;
 
     /// Chunk ids among `ids` the tenant already stores, with their stored sizes.

@@ -314,7 +314,6 @@ impl MetadataStore for SqliteStore {
         id: &FileId,
         event: FileEvent,
         reason: Option<&str>,
-        announce: Option<OutboxMessage>,
     ) -> Result<FileStatus, StoreError> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
@@ -331,16 +330,6 @@ impl MetadataStore for SqliteStore {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-            if let Some(msg) = announce {
-                sqlx::query(
-                    "INSERT INTO outbox (routing_key, payload, created_at) VALUES (?, ?, ?)",
-                )
-                .bind(&msg.routing_key)
-                .bind(&msg.payload)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
         }
         tx.commit().await?;
         Ok(to)

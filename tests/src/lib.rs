@@ -280,10 +280,7 @@ impl Service {
 
     /// Every stored chunk object on disk.
     pub fn chunk_files(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        collect_files(&self.objects_dir().join("chunks"), &mut out);
-        out.sort();
-        out
+        files_under(&self.objects_dir().join("chunks"))
     }
 
     /// Stops and starts again on the same data, changing the configuration with `f`.
@@ -318,6 +315,14 @@ pub fn raw_objects(data_dir: &Path, file_id: &str) -> Vec<PathBuf> {
                 .is_some_and(|n| n.starts_with(&prefix))
         })
         .collect()
+}
+
+/// Every regular file below `dir`, sorted; none when it does not exist.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    collect_files(dir, &mut out);
+    out.sort();
+    out
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {

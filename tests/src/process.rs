@@ -20,6 +20,23 @@ pub fn filestore_bin() -> PathBuf {
     bin
 }
 
+/// `filestore dev` flags for chunks small enough that test files of a few MiB span many.
+pub const SMALL_CHUNK_FLAGS: [&str; 6] = [
+    "--chunk-min",
+    "65536",
+    "--chunk-avg",
+    "262144",
+    "--chunk-max",
+    "1048576",
+];
+
+/// A fresh data directory inside `dir`.
+pub fn data_dir_in(dir: &tempfile::TempDir) -> PathBuf {
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("create the data directory");
+    data
+}
+
 pub struct DevProcess {
     pub child: Child,
     pub base: String,

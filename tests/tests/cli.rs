@@ -2,7 +2,9 @@
 //! file, a folder or stdout, against a real `filestore dev`.
 use std::process::{Command, Output};
 
-use filestore_tests::process::{DevProcess, filestore_bin, free_port};
+use filestore_tests::process::{
+    DevProcess, SMALL_CHUNK_FLAGS, data_dir_in, filestore_bin, free_port,
+};
 use filestore_tests::{noise, sha256_hex};
 use serde_json::Value;
 
@@ -31,20 +33,7 @@ fn stdout_lines(out: &Output) -> Vec<String> {
 #[test]
 fn upload_wait_info_and_every_download_target() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let dev = DevProcess::start(
-        &data,
-        free_port(),
-        &[
-            "--chunk-min",
-            "65536",
-            "--chunk-avg",
-            "262144",
-            "--chunk-max",
-            "1048576",
-        ],
-    );
+    let dev = DevProcess::start(&data_dir_in(&dir), free_port(), &SMALL_CHUNK_FLAGS);
 
     let tree = dir.path().join("photos");
     std::fs::create_dir_all(tree.join("2024")).unwrap();
@@ -115,9 +104,7 @@ fn upload_wait_info_and_every_download_target() {
 #[test]
 fn upload_wait_fails_when_a_file_ends_quarantined() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let dev = DevProcess::start(&data, free_port(), &[]);
+    let dev = DevProcess::start(&data_dir_in(&dir), free_port(), &[]);
     let eicar = dir.path().join("eicar.com");
     std::fs::write(
         &eicar,

@@ -2,52 +2,32 @@
 //! with no new upload and comes back byte-identical.
 use std::time::{Duration, Instant};
 
-use filestore_tests::process::{DevProcess, free_port};
+use filestore_tests::process::{DevProcess, SMALL_CHUNK_FLAGS, data_dir_in, free_port};
 use filestore_tests::{sha256_hex, text};
 use serde_json::{Value, json};
 
-async fn call(http: &reqwest::Client, req: reqwest::RequestBuilder) -> Value {
-    let _ = http;
+async fn call(req: reqwest::RequestBuilder) -> Value {
     let resp = req.send().await.expect("request");
     assert!(resp.status().is_success(), "{}", resp.status());
     resp.json().await.unwrap_or(Value::Null)
 }
 
 fn count_files(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .flatten()
-            .map(|e| {
-                if e.path().is_dir() {
-                    count_files(&e.path())
-                } else {
-                    1
-                }
-            })
-            .sum()
-    })
+    filestore_tests::files_under(dir).len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_being_chunked_when_the_process_is_killed_finishes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
+    let data = data_dir_in(&dir);
     let port = free_port();
     // Slow chunking on purpose (one chunk at a time, heavy compression) so the kill lands in
     // the middle of it.
     let slow = [
-        "--chunk-parallelism",
-        "1",
-        "--zstd-level",
-        "19",
-        "--chunk-min",
-        "65536",
-        "--chunk-avg",
-        "262144",
-        "--chunk-max",
-        "1048576",
-    ];
+        ["--chunk-parallelism", "1", "--zstd-level", "19"].as_slice(),
+        &SMALL_CHUNK_FLAGS,
+    ]
+    .concat();
     let dev = DevProcess::start(&data, port, &slow);
     let http = reqwest::Client::new();
     let bytes = text(24 * 1024 * 1024);
@@ -55,7 +35,6 @@ async fn a_file_being_chunked_when_the_process_is_killed_finishes_after_restart(
     let token = dev.token.clone();
 
     let reg = call(
-        &http,
         http.post(format!("{base}/v1/file"))
             .bearer_auth(&token)
             .json(&json!({"path": "big.txt", "size": bytes.len()})),
@@ -63,7 +42,6 @@ async fn a_file_being_chunked_when_the_process_is_killed_finishes_after_restart(
     .await;
     let id = reg["fileId"].as_str().unwrap().to_owned();
     call(
-        &http,
         http.put(format!("{base}/v1/files/{id}/content"))
             .bearer_auth(&token)
             .body(bytes.clone()),
@@ -71,7 +49,6 @@ async fn a_file_being_chunked_when_the_process_is_killed_finishes_after_restart(
     .await;
     let fin = json!({"checksum": format!("sha256-{}", sha256_hex(&bytes)), "size": bytes.len()});
     call(
-        &http,
         http.post(format!("{base}/v1/files/{id}/finalize"))
             .bearer_auth(&token)
             .json(&fin),
@@ -82,7 +59,6 @@ async fn a_file_being_chunked_when_the_process_is_killed_finishes_after_restart(
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let status = call(
-            &http,
             http.get(format!("{base}/v1/files/{id}/metadata"))
                 .bearer_auth(&token),
         )
@@ -110,7 +86,6 @@ async fn a_file_being_chunked_when_the_process_is_killed_finishes_after_restart(
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let meta = call(
-            &http,
             http.get(format!("{base}/v1/files/{id}/metadata"))
                 .bearer_auth(&token),
         )

@@ -24,7 +24,7 @@ pub async fn expire_stale_uploads(
     for file in store.stale_uploads(cutoff, BATCH).await? {
         // Deleted first: a PUT that lands now is refused and removes its own bytes.
         match store
-            .apply_event(&file.id, FileEvent::Deleted, Some(&reason), None)
+            .apply_event(&file.id, FileEvent::Deleted, Some(&reason))
             .await
         {
             Ok(_) => {}

@@ -184,7 +184,7 @@ async fn mark_failed(
 ) -> Result<(), filestore_adapters::StoreError> {
     match p
         .store
-        .apply_event(file, FileEvent::ProcessingFailed, Some(reason), None)
+        .apply_event(file, FileEvent::ProcessingFailed, Some(reason))
         .await
     {
         Ok(_)

@@ -119,7 +119,7 @@ async fn scan(p: &Pipeline, msg: FileMessage) -> Result<(), StageError> {
             );
             tracing::warn!(file = %id, %signature, "quarantined");
             p.store
-                .apply_event(&id, FileEvent::MalwareFound, Some(&reason), None)
+                .apply_event(&id, FileEvent::MalwareFound, Some(&reason))
                 .await
                 .map_err(|e| transient(&id)(&e))?;
         }
