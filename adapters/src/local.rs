@@ -230,6 +230,37 @@ impl ObjectStore for LocalDirStore {
             Err(e) => Err(e.into()),
         }
     }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, ObjectError> {
+        let mut found = Vec::new();
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let mut entries = fs::read_dir(&dir).await?;
+            while let Some(entry) = entries.next_entry().await? {
+                let path = entry.path();
+                let meta = entry.metadata().await?;
+                if meta.is_dir() {
+                    if entry.file_name() != TMP_DIR {
+                        dirs.push(path);
+                    }
+                    continue;
+                }
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let key = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                if key.starts_with(prefix) {
+                    found.push((key, meta.len()));
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The object store port: raw uploads and chunk objects.
 use std::io;
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -57,4 +58,27 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Removes the object; removing a missing one is not an error.
     async fn delete(&self, key: &str) -> Result<(), ObjectError>;
+
+    /// Every object whose key starts with `prefix`, with its size (for audits and sweeps).
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, ObjectError>;
+
+    /// A URL that lets its holder GET the object straight from storage until it expires, where
+    /// the backend can issue one; `None` means clients go through the API.
+    async fn presign_get(
+        &self,
+        _key: &str,
+        _expires_in: Duration,
+    ) -> Result<Option<String>, ObjectError> {
+        Ok(None)
+    }
+
+    /// A URL that lets its holder PUT the object straight into storage until it expires, where
+    /// the backend can issue one.
+    async fn presign_put(
+        &self,
+        _key: &str,
+        _expires_in: Duration,
+    ) -> Result<Option<String>, ObjectError> {
+        Ok(None)
+    }
 }

@@ -15,11 +15,10 @@ pub enum QueueError {
 
 impl From<sqlx::Error> for QueueError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                QueueError::Unavailable(e.to_string())
-            }
-            other => QueueError::Backend(other.to_string()),
+        if crate::meta::is_unavailable(&e) {
+            QueueError::Unavailable(e.to_string())
+        } else {
+            QueueError::Backend(e.to_string())
         }
     }
 }

@@ -1,6 +1,5 @@
 //! The embedded metadata store: SQLite through sqlx, WAL, `synchronous=FULL`.
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,9 +8,7 @@ use filestore_domain::keys::WrappedSecret;
 use filestore_domain::messages::ChunkEntry;
 use filestore_domain::state::transition;
 use filestore_domain::{FileEvent, FileId, FileStatus, OwnerId};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::Mutex;
 
@@ -20,6 +17,7 @@ use crate::meta::{
     FileRecord, MetadataStore, NewFile, OutboxMessage, PendingOutbox, StoreError, UploadRecord,
     Usage,
 };
+use crate::rows::{chunk_from_row, file_from_row, parse_status, to_i64, u64_col};
 
 /// SQLite has one writer at a time; taking turns inside the process avoids busy errors on
 /// read-then-write transactions, and `busy_timeout` covers other processes.
@@ -81,40 +79,6 @@ impl SqliteStore {
     }
 }
 
-fn u64_col(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
-    let v: i64 = row.try_get(col)?;
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {col}")))
-}
-
-fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v)
-        .map_err(|_| StoreError::Corrupt(format!("value {v} exceeds the database range")))
-}
-
-fn file_from_row(row: &SqliteRow) -> Result<FileRecord, StoreError> {
-    let corrupt =
-        |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
-    let id: String = row.try_get("id")?;
-    let owner: String = row.try_get("owner")?;
-    let status: String = row.try_get("status")?;
-    let uploaded_size: Option<i64> = row.try_get("uploaded_size")?;
-    Ok(FileRecord {
-        id: FileId::from_str(&id).map_err(|e| corrupt("file id", &e))?,
-        owner: OwnerId::from_str(&owner).map_err(|e| corrupt("owner", &e))?,
-        path: row.try_get("path")?,
-        size: u64_col(row, "size")?,
-        declared_sha256: row.try_get("declared_sha256")?,
-        content_type: row.try_get("content_type")?,
-        status: FileStatus::from_str(&status).map_err(|e| corrupt("status", &e))?,
-        status_reason: row.try_get("status_reason")?,
-        raw_key: row.try_get("raw_key")?,
-        uploaded_size: uploaded_size.and_then(|v| u64::try_from(v).ok()),
-        uploaded_sha256: row.try_get("uploaded_sha256")?,
-        created_at_ms: row.try_get("created_at")?,
-        updated_at_ms: row.try_get("updated_at")?,
-    })
-}
-
 /// A file's status, read inside the transaction that is about to change it.
 async fn status_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -126,27 +90,7 @@ async fn status_in(
         .await?
         .ok_or(StoreError::NotFound(*id))?;
     let status: String = row.try_get("status")?;
-    FileStatus::from_str(&status).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn chunk_from_row(row: &SqliteRow) -> Result<ChunkEntry, StoreError> {
-    let id: String = row.try_get("chunk_id")?;
-    let sha: String = row.try_get("sha256")?;
-    let mut sha256 = [0u8; 32];
-    hex::decode_to_slice(&sha, &mut sha256)
-        .map_err(|e| StoreError::Corrupt(format!("chunk sha256: {e}")))?;
-    let idx: i64 = row.try_get("idx")?;
-    let length: i64 = row.try_get("length")?;
-    Ok(ChunkEntry {
-        index: u32::try_from(idx).map_err(|_| StoreError::Corrupt("chunk index".into()))?,
-        offset: u64_col(row, "offset")?,
-        length: u32::try_from(length).map_err(|_| StoreError::Corrupt("chunk length".into()))?,
-        id: id
-            .parse()
-            .map_err(|e| StoreError::Corrupt(format!("chunk id: {e}")))?,
-        sha256,
-        stored_size: u64_col(row, "stored_size")?,
-    })
+    parse_status(&status)
 }
 
 #[async_trait]

@@ -34,6 +34,20 @@ pub struct Registered {
     /// URL to send the raw bytes to.
     pub location: String,
     pub upload_method: String,
+    /// Where the object store takes the bytes directly, bypassing the API (S3 backends only);
+    /// finalize then verifies what arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_upload: Option<DirectUpload>,
+}
+
+/// A presigned URL into object storage.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectUpload {
+    pub url: String,
+    pub method: String,
+    /// Unix seconds after which the URL stops working.
+    pub expires_at: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

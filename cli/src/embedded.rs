@@ -79,14 +79,14 @@ impl Running {
 }
 
 /// One recorder per process: the first service started installs it, later ones share it.
-fn metrics_handle() -> Option<PrometheusHandle> {
+pub fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
         .clone()
 }
 
-fn verifier(api: &ApiConfig, jwt_secret: &str) -> anyhow::Result<Verifier> {
+pub fn verifier(api: &ApiConfig, jwt_secret: &str) -> anyhow::Result<Verifier> {
     let (iss, aud) = (api.jwt_issuer.as_str(), api.jwt_audience.as_str());
     if let Some(url) = &api.jwks_url {
         return Ok(Verifier::jwks(url, iss, aud));

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod download;
 pub mod embedded;
+pub mod production;
 pub mod secrets;
 pub mod token;
 pub mod upload;

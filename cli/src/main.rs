@@ -10,6 +10,7 @@ use filestore_api::ApiConfig;
 use filestore_cli::client::Client;
 use filestore_cli::download::{Target, download, local_name};
 use filestore_cli::embedded::{self, EmbeddedConfig};
+use filestore_cli::production::{self, ApiRoleConfig, WorkerRoleConfig};
 use filestore_cli::upload::{collect, upload, wait_settled};
 use filestore_cli::{secrets, token};
 use filestore_worker::WorkerConfig;
@@ -66,6 +67,11 @@ enum Command {
         #[command(flatten)]
         worker: WorkerConfig,
     },
+    /// Run the API role on the production backends (PostgreSQL, RabbitMQ, S3).
+    Api(ApiRoleConfig),
+    /// Run pipeline stages on the production backends; `--stages` picks which, so each stage
+    /// scales on its own.
+    Worker(WorkerRoleConfig),
     /// Mint a development token (HS256) for any user of an embedded deployment.
     Token {
         #[arg(long, env = "FILESTORE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
@@ -178,6 +184,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 running.base_url()
             );
             running.wait().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Api(cfg) => {
+            production::run_api(cfg).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker(cfg) => {
+            production::run_worker(cfg).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Token {

@@ -13,7 +13,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+pub mod cluster;
 pub mod process;
+pub mod services;
 
 /// Chunk sizes small enough that test files of a few MiB span many chunks.
 pub fn small_chunks(worker: &mut WorkerConfig) {
@@ -82,9 +84,8 @@ impl ServiceBuilder {
         .await
         .expect("embedded service starts");
         Service {
-            base: running.base_url(),
+            api: Api::new(running.base_url()),
             running: Some(running),
-            http: reqwest::Client::new(),
             dir,
             builder,
         }
@@ -92,11 +93,24 @@ impl ServiceBuilder {
 }
 
 pub struct Service {
-    pub base: String,
+    pub api: Api,
     pub running: Option<Running>,
-    pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
     builder: ServiceBuilder,
+}
+
+/// Speaks the HTTP API the way a client does, against any deployment.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl std::ops::Deref for Service {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 /// A response, read whole.
@@ -152,6 +166,41 @@ impl Service {
     pub fn token(&self, user: &str) -> String {
         let secret = &self.running.as_ref().expect("running").jwt_secret;
         token::mint(secret, "filestore", "filestore", user, 3600).expect("mint")
+    }
+
+    /// The raw upload objects of a file on disk (one per recorded attempt; none once processed).
+    pub fn raw_objects(&self, file_id: &str) -> Vec<PathBuf> {
+        raw_objects(&self.data_dir(), file_id)
+    }
+
+    /// Every stored chunk object on disk.
+    pub fn chunk_files(&self) -> Vec<PathBuf> {
+        files_under(&self.objects_dir().join("chunks"))
+    }
+
+    /// Stops and starts again on the same data, changing the configuration with `f`.
+    pub async fn restart_with(mut self, f: impl FnOnce(&mut ServiceBuilder)) -> Service {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("clean stop");
+        }
+        let mut builder = self.builder.clone();
+        f(&mut builder);
+        builder.start_in(self.dir).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("clean stop");
+        }
+    }
+}
+
+impl Api {
+    pub fn new(base: impl Into<String>) -> Self {
+        Self {
+            base: base.into(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn call(
@@ -271,32 +320,6 @@ impl Service {
 
     pub async fn usage(&self, token: &str) -> Value {
         self.get("/v1/usage", token).await.json()
-    }
-
-    /// The raw upload objects of a file on disk (one per recorded attempt; none once processed).
-    pub fn raw_objects(&self, file_id: &str) -> Vec<PathBuf> {
-        raw_objects(&self.data_dir(), file_id)
-    }
-
-    /// Every stored chunk object on disk.
-    pub fn chunk_files(&self) -> Vec<PathBuf> {
-        files_under(&self.objects_dir().join("chunks"))
-    }
-
-    /// Stops and starts again on the same data, changing the configuration with `f`.
-    pub async fn restart_with(mut self, f: impl FnOnce(&mut ServiceBuilder)) -> Service {
-        if let Some(r) = self.running.take() {
-            r.stop().await.expect("clean stop");
-        }
-        let mut builder = self.builder.clone();
-        f(&mut builder);
-        builder.start_in(self.dir).await
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(r) = self.running.take() {
-            r.stop().await.expect("clean stop");
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! idempotent, acking only after their side effects are durable.
 #![forbid(unsafe_code)]
 
+pub mod clamd;
 pub mod config;
 pub mod janitor;
 pub mod retry;

@@ -71,23 +71,29 @@ async fn build_descriptor(
         .as_deref()
         .unwrap_or("")
         .trim_end_matches('/');
-    let links = chunks
-        .iter()
-        .map(|c| ChunkLink {
-            index: c.index,
-            offset: c.offset,
-            length: c.length,
-            id: c.id.to_string(),
-            url: format!(
+    let ttl = std::time::Duration::from_secs(state.config.signed_url_ttl);
+    let mut links = Vec::with_capacity(chunks.len());
+    for c in &chunks {
+        // Straight from object storage where it can sign a URL; through the API otherwise.
+        let url = match state.objects.presign_get(&c.id.object_key(), ttl).await? {
+            Some(url) => url,
+            None => format!(
                 "{base}/v1/chunks/{}?exp={expires_at}&sig={}",
                 c.id,
                 state.signer.sign(&chunk_resource(&c.id), expires_at)
             ),
+        };
+        links.push(ChunkLink {
+            index: c.index,
+            offset: c.offset,
+            length: c.length,
+            id: c.id.to_string(),
+            url,
             key: tenant.chunk_key(&c.sha256).to_hex(),
             sha256: hex::encode(c.sha256),
             stored_size: c.stored_size,
-        })
-        .collect();
+        });
+    }
     Ok(Descriptor {
         file_id: file.id.to_string(),
         path: file.path.clone(),

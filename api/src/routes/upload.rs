@@ -2,29 +2,87 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
+use filestore_adapters::ObjectError;
+use filestore_adapters::clock::now_secs;
 use filestore_adapters::meta::OutboxMessage;
 use filestore_adapters::{FileRecord, NewFile, StoreError, UploadRecord};
 use filestore_domain::FileStatus;
 use filestore_domain::messages::{FileMessage, routing};
 use futures::TryStreamExt;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
 
 use crate::auth::User;
 use crate::dto::{
-    BatchItem, BatchRegistered, FileMetadata, FinalizeRequest, FinalizeResponse, RegisterBatch,
-    RegisterFile, Registered, UploadReceipt,
+    BatchItem, BatchRegistered, DirectUpload, FileMetadata, FinalizeRequest, FinalizeResponse,
+    RegisterBatch, RegisterFile, Registered, UploadReceipt,
 };
 use crate::error::ApiError;
 use crate::routes::{ApiJson, ApiPath, owned_file};
 use crate::state::AppState;
 use crate::validate;
 
-fn registered(f: &NewFile) -> Registered {
-    Registered {
+async fn registered(state: &AppState, f: &NewFile) -> Result<Registered, ApiError> {
+    let ttl = state.config.signed_url_ttl;
+    let direct_upload = state
+        .objects
+        .presign_put(&NewFile::raw_key(&f.id), Duration::from_secs(ttl))
+        .await?
+        .map(|url| DirectUpload {
+            url,
+            method: "PUT".into(),
+            expires_at: now_secs() + ttl,
+        });
+    Ok(Registered {
         file_id: f.id.to_string(),
         status: FileStatus::Uploading.to_string(),
         location: format!("/v1/files/{}/content", f.id),
         upload_method: "PUT".into(),
+        direct_upload,
+    })
+}
+
+/// A client that sent its bytes straight to object storage: hash what arrived and record it
+/// as the file's upload, so finalize checks it like any other.
+async fn adopt_direct_upload(state: &AppState, file: FileRecord) -> Result<FileRecord, ApiError> {
+    let key = NewFile::raw_key(&file.id);
+    let Some(size) = state.objects.head(&key).await? else {
+        return Ok(file);
+    };
+    if size != file.size {
+        return Err(ApiError::bad_request(
+            "size_mismatch",
+            format!(
+                "the object in storage has {size} bytes; {} were declared",
+                file.size
+            ),
+        ));
     }
+    let mut reader = state.objects.open(&key).await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .await
+            .map_err(|e| ApiError::from(ObjectError::Io(e)))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let sha = hex::encode(hasher.finalize());
+    match state.store.record_upload(&file.id, &key, size, &sha).await {
+        Ok(_) => {}
+        Err(StoreError::NotUploading) => {}
+        Err(e) => return Err(e.into()),
+    }
+    state
+        .store
+        .get_file(&file.id)
+        .await?
+        .ok_or_else(|| ApiError::internal("the file vanished while finalizing"))
 }
 
 /// Register one upload.
@@ -42,7 +100,10 @@ pub async fn register_one(
         .create_files(std::slice::from_ref(&file))
         .await?;
     metrics::counter!("filestore_files_registered_total").increment(1);
-    Ok((axum::http::StatusCode::CREATED, Json(registered(&file))))
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(registered(&state, &file).await?),
+    ))
 }
 
 /// Register a batch of uploads; every item gets its own result.
@@ -77,13 +138,12 @@ pub async fn register_batch(
         state.store.create_files(&valid).await?;
         metrics::counter!("filestore_files_registered_total").increment(valid.len() as u64);
     }
-    let results = checked
-        .into_iter()
-        .enumerate()
-        .map(|(index, r)| match r {
+    let mut results = Vec::with_capacity(checked.len());
+    for (index, r) in checked.into_iter().enumerate() {
+        results.push(match r {
             Ok(f) => BatchItem {
                 index,
-                registered: Some(registered(&f)),
+                registered: Some(registered(&state, &f).await?),
                 error: None,
             },
             Err(e) => BatchItem {
@@ -91,8 +151,8 @@ pub async fn register_batch(
                 registered: None,
                 error: Some(e.problem()),
             },
-        })
-        .collect();
+        });
+    }
     Ok(Json(BatchRegistered { results }))
 }
 
@@ -225,9 +285,12 @@ pub async fn finalize(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<FinalizeRequest>,
 ) -> Result<Json<FinalizeResponse>, ApiError> {
-    let file = owned_file(&state, &owner, &id).await?;
+    let mut file = owned_file(&state, &owner, &id).await?;
     let sha = validate::checksum(&req.checksum)?;
     let size = validate::size(&req.size, state.config.max_file_size)?;
+    if file.status == FileStatus::Uploading && file.uploaded_size.is_none() {
+        file = adopt_direct_upload(&state, file).await?;
+    }
     if file.status != FileStatus::Uploading {
         // A repeated finalize of the same content reports where the file is now.
         return match check_upload(&file, size, &sha) {
