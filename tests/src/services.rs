@@ -70,8 +70,12 @@ impl Services {
         })
     }
 
-    pub fn from_vars(vars: HashMap<String, String>) -> Self {
-        Self { vars }
+    /// Private services (started with `start_services(Some(dir), Some(only))`) in front of
+    /// these: what `private` names comes from there, the rest from here.
+    pub fn overlay(&self, private: HashMap<String, String>) -> Services {
+        let mut vars = self.vars.clone();
+        vars.extend(private);
+        Services { vars }
     }
 
     pub fn var(&self, name: &str) -> &str {
@@ -111,11 +115,12 @@ impl Services {
         } else {
             Command::new(&bin)
         };
-        let out = cmd
-            .args(["-D", data, "-w", "-t", "60"])
-            .args(args)
-            .output()
-            .expect("run pg_ctl");
+        cmd.args(["-D", data, "-w", "-t", "60"]).args(args);
+        if args.first() == Some(&"start") {
+            // The server must not inherit our pipes, or waiting for pg_ctl's output never ends.
+            cmd.arg("-l").arg(format!("{data}/../server.log"));
+        }
+        let out = cmd.output().expect("run pg_ctl");
         assert!(
             out.status.success(),
             "pg_ctl {args:?}: {}",
@@ -233,5 +238,32 @@ impl Namespace {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
+    }
+}
+
+/// Services of a test's own, which it may stop and start at will; stopped when dropped.
+pub struct PrivateServices {
+    pub services: Services,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateServices {
+    /// Starts `only` (e.g. "postgres" or "rabbitmq") privately; everything else is shared.
+    pub fn start(only: &str) -> PrivateServices {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let vars = start_services(Some(dir.path()), Some(only));
+        PrivateServices {
+            services: Services::shared().overlay(vars),
+            dir,
+        }
+    }
+}
+
+impl Drop for PrivateServices {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/services.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
     }
 }

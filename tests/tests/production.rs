@@ -73,7 +73,10 @@ async fn upload_pipeline_and_download_run_on_the_production_backends() {
         .await
         .json();
     let reason = meta["reason"].as_str().unwrap();
-    assert!(reason.contains("clamd") && reason.contains("EICAR"), "{reason}");
+    assert!(
+        reason.contains("clamd") && reason.contains("EICAR"),
+        "{reason}"
+    );
     let custom = c
         .upload(&t, "custom.txt", b"xx FILESTORE-TEST-MALWARE-SIGNATURE xx")
         .await;
@@ -113,7 +116,9 @@ async fn a_file_sent_with_curl_to_its_presigned_url_reaches_ready() {
     assert_eq!(reg.status, StatusCode::CREATED);
     let reg = reg.json();
     let id = reg["fileId"].as_str().unwrap();
-    let url = reg["directUpload"]["url"].as_str().expect("a presigned URL");
+    let url = reg["directUpload"]["url"]
+        .as_str()
+        .expect("a presigned URL");
     assert_eq!(reg["directUpload"]["method"], "PUT");
 
     // Finalize before the bytes arrive: refused, nothing moves.
