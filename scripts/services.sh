@@ -49,10 +49,17 @@ install_missing() {
   if wants postgres && [ -z "$(pg_bin)" ]; then apt_install postgresql; fi
   if wants rabbitmq && [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then apt_install rabbitmq-server; fi
   if wants clamd && ! command -v clamd >/dev/null; then apt_install clamav-daemon clamav; fi
-  if wants s3 && ! command -v s3s-fs >/dev/null; then
+  if wants s3 && [ -z "$(s3s_bin)" ]; then
     log "building s3s-fs $S3S_VERSION (about 9 minutes, once per machine)"
     cargo install s3s-fs --version "$S3S_VERSION" --features binary --locked --quiet
   fi
+}
+
+# On PATH, or where cargo install put it.
+s3s_bin() {
+  command -v s3s-fs 2>/dev/null ||
+    { [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ] && echo "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs"; } ||
+    true
 }
 
 # PostgreSQL refuses to run as root; the cluster belongs to the `postgres` user then.
@@ -64,7 +71,8 @@ start_postgres() {
   port=$(free_port); bin=$(pg_bin); data="$DIR/postgres"
   mkdir -p "$data"
   [ "$(id -u)" = 0 ] && chown -R postgres "$data" && chmod 755 "$DIR"
-  as_pg "$bin/initdb" -D "$data/db" -A trust -U postgres --no-sync >"$DIR/postgres.init.log" 2>&1
+  as_pg "$bin/initdb" -D "$data/db" -A trust -U postgres --no-sync >"$DIR/postgres.init.log" 2>&1 ||
+    { log "initdb failed (the postgres user needs to reach $DIR):"; cat "$DIR/postgres.init.log" >&2; exit 1; }
   cat >>"$data/db/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $port
@@ -111,7 +119,7 @@ start_s3() {
   local port key secret
   port=$(free_port); key=filestore-test; secret="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
   mkdir -p "$DIR/s3"
-  nohup "$(command -v s3s-fs)" --host 127.0.0.1 --port "$port" --access-key "$key" \
+  nohup "$(s3s_bin)" --host 127.0.0.1 --port "$port" --access-key "$key" \
     --secret-key "$secret" "$DIR/s3" >"$DIR/s3.log" 2>&1 9>&- &
   echo $! >"$DIR/s3.pid"
   for _ in $(seq 100); do

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test Filestore has: formatting, lints, unit, property and end-to-end
-# tests. Installs what a fresh Debian machine lacks. The embedded mode needs no servers; tests
-# that need Postgres, RabbitMQ, S3 or clamd start throwaway instances through scripts/services.sh
-# as those backends arrive.
+# tests. Installs what a fresh Debian machine lacks. The embedded mode needs no servers; the
+# tests of the production backends run against throwaway PostgreSQL, RabbitMQ, S3 (s3s-fs) and
+# clamd instances that scripts/services.sh installs, starts on loopback and stops afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,16 +25,20 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 # C compilers for the zstd and ring crates; curl for the scripts and the README tour.
-apt_install gcc libc6-dev curl ca-certificates
+apt_install gcc libc6-dev curl ca-certificates python3
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test"
+echo "== test services (PostgreSQL, RabbitMQ, S3, clamd on loopback)"
+services=$(mktemp -d)
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'scripts/services.sh stop "$services" >/dev/null 2>&1 || true; rm -f "$log"' EXIT
+scripts/services.sh start "$services" >/dev/null
+export FILESTORE_TEST_SERVICES="$services"
+echo "== cargo test"
 cargo test --workspace --locked 2>&1 | tee "$log"
 # One closing line for the whole run (cargo prints one per test binary, the last often a
 # doc-test run with nothing in it).

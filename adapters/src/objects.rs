@@ -19,12 +19,22 @@ pub enum ObjectError {
     InvalidKey(String),
     #[error("the body is larger than the declared {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error("the body has {got} bytes; {expected} were declared")]
+    SizeMismatch { expected: u64, got: u64 },
     #[error("reading the request body failed: {0}")]
     Source(io::Error),
     #[error("object storage is unavailable: {0}")]
     Unavailable(String),
     #[error("object storage I/O failed: {0}")]
     Io(#[from] io::Error),
+}
+
+/// A multipart upload a client sends straight to storage, part by part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedMultipart {
+    pub upload_id: String,
+    /// One presigned PUT URL per part, part 1 first.
+    pub part_urls: Vec<String>,
 }
 
 /// What a streamed upload stored.
@@ -44,6 +54,25 @@ pub trait ObjectStore: Send + Sync + 'static {
         body: ByteStream,
         limit: u64,
     ) -> Result<PutOutcome, ObjectError>;
+
+    /// Like `put_stream`, for a body of exactly `size` bytes: a shorter or longer body fails and
+    /// leaves nothing stored. Backends that can stream a known length in one request do.
+    async fn put_stream_exact(
+        &self,
+        key: &str,
+        body: ByteStream,
+        size: u64,
+    ) -> Result<PutOutcome, ObjectError> {
+        let out = self.put_stream(key, body, size).await?;
+        if out.size != size {
+            self.delete(key).await?;
+            return Err(ObjectError::SizeMismatch {
+                expected: size,
+                got: out.size,
+            });
+        }
+        Ok(out)
+    }
 
     /// Stores a whole object durably. Chunk objects are content-addressed, so a repeat is a no-op.
     async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError>;
@@ -70,6 +99,29 @@ pub trait ObjectStore: Send + Sync + 'static {
         _expires_in: Duration,
     ) -> Result<Option<String>, ObjectError> {
         Ok(None)
+    }
+
+    /// Starts a multipart upload of `parts` parts under `key` and presigns a PUT URL for each,
+    /// where the backend can; the client completes it through [`ObjectStore::complete_multipart`].
+    async fn presign_multipart(
+        &self,
+        _key: &str,
+        _parts: u32,
+        _expires_in: Duration,
+    ) -> Result<Option<PresignedMultipart>, ObjectError> {
+        Ok(None)
+    }
+
+    /// Completes a multipart upload from its parts' numbers and ETags.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        _upload_id: &str,
+        _parts: &[(i32, String)],
+    ) -> Result<(), ObjectError> {
+        Err(ObjectError::InvalidKey(format!(
+            "{key}: this object store takes no direct multipart uploads"
+        )))
     }
 
     /// A URL that lets its holder PUT the object straight into storage until it expires, where

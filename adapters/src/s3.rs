@@ -21,7 +21,9 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use sha2::{Digest, Sha256};
 
-use crate::objects::{ByteStream, ObjectError, ObjectReader, ObjectStore, PutOutcome};
+use crate::objects::{
+    ByteStream, ObjectError, ObjectReader, ObjectStore, PresignedMultipart, PutOutcome,
+};
 
 /// Chunk objects never change once written: caches and CDNs may keep them for a year.
 pub const CHUNK_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
@@ -115,6 +117,34 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// S3's largest single PUT.
+const SINGLE_PUT_MAX: u64 = 5 * 1024 * 1024 * 1024;
+
+/// A request body fed through a bounded channel, so a body stream that is not `Sync` can
+/// become the SDK's body, which must be.
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    size: u64,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|next| next.map(|item| item.map(http_body::Frame::data)))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.size)
+    }
 }
 
 /// What a streamed body has amounted to so far.
@@ -383,6 +413,84 @@ impl ObjectStore for S3Store {
         Ok(tally.outcome())
     }
 
+    async fn put_stream_exact(
+        &self,
+        key: &str,
+        mut body: ByteStream,
+        size: u64,
+    ) -> Result<PutOutcome, ObjectError> {
+        if size > SINGLE_PUT_MAX {
+            let out = self.put_stream(key, body, size).await?;
+            if out.size != size {
+                self.delete(key).await?;
+                return Err(ObjectError::SizeMismatch {
+                    expected: size,
+                    got: out.size,
+                });
+            }
+            return Ok(out);
+        }
+        // One streaming PUT of a known length: no part assembly, memory bounded by the channel.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let feeder = tokio::spawn(async move {
+            let mut tally = Tally {
+                hasher: Sha256::new(),
+                size: 0,
+                limit: size,
+            };
+            let failure = loop {
+                match body.next().await {
+                    Some(Ok(data)) => {
+                        if let Err(e) = tally.add(&data) {
+                            break Some(e);
+                        }
+                        if tx.send(Ok(data)).await.is_err() {
+                            // The request gave up; its own error says why.
+                            return (tally, None);
+                        }
+                    }
+                    Some(Err(e)) => break Some(ObjectError::Source(e)),
+                    None if tally.size < size => {
+                        break Some(ObjectError::SizeMismatch {
+                            expected: size,
+                            got: tally.size,
+                        });
+                    }
+                    None => break None,
+                }
+            };
+            if let Some(e) = &failure {
+                // Poisons the request body, so storage never sees a complete object.
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+            }
+            (tally, failure)
+        });
+        let sent = self
+            .client
+            .put_object()
+            .bucket(self.bucket_of(key))
+            .key(key)
+            .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+            .set_server_side_encryption(self.sse())
+            .body(S3Body::from_body_1_x(ChannelBody { rx, size }))
+            .customize()
+            // The body is hashed here already; signing it would hash it a second time.
+            .disable_payload_signing()
+            .send()
+            .await;
+        let (tally, failure) = feeder
+            .await
+            .map_err(|e| ObjectError::Io(std::io::Error::other(e)))?;
+        if let Some(e) = failure {
+            if sent.is_ok() {
+                self.delete(key).await?;
+            }
+            return Err(e);
+        }
+        sent.map_err(|e| classify(key, e))?;
+        Ok(tally.outcome())
+    }
+
     async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError> {
         self.put_single(key, bytes).await
     }
@@ -489,6 +597,75 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| classify(key, e))?;
         Ok(Some(req.uri().to_owned()))
+    }
+
+    async fn presign_multipart(
+        &self,
+        key: &str,
+        parts: u32,
+        expires_in: Duration,
+    ) -> Result<Option<PresignedMultipart>, ObjectError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(self.bucket_of(key))
+            .key(key)
+            .set_server_side_encryption(self.sse())
+            .send()
+            .await
+            .map_err(|e| classify(key, e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| ObjectError::Unavailable("the server returned no upload id".into()))?
+            .to_owned();
+        let mut part_urls = Vec::with_capacity(parts as usize);
+        for number in 1..=parts {
+            let cfg = PresigningConfig::expires_in(expires_in)
+                .map_err(|e| ObjectError::Io(std::io::Error::other(e)))?;
+            let number = i32::try_from(number)
+                .map_err(|_| ObjectError::InvalidKey(format!("{key}: too many parts")))?;
+            let req = self
+                .client
+                .upload_part()
+                .bucket(self.bucket_of(key))
+                .key(key)
+                .upload_id(&upload_id)
+                .part_number(number)
+                .presigned(cfg)
+                .await
+                .map_err(|e| classify(key, e))?;
+            part_urls.push(req.uri().to_owned());
+        }
+        Ok(Some(PresignedMultipart {
+            upload_id,
+            part_urls,
+        }))
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), ObjectError> {
+        let parts = parts
+            .iter()
+            .map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(self.bucket_of(key))
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify(key, e))?;
+        Ok(())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, ObjectError> {

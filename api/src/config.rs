@@ -46,6 +46,10 @@ pub struct ApiConfig {
     /// How long signed chunk URLs stay valid, seconds.
     #[arg(long, env = "FILESTORE_SIGNED_URL_TTL", default_value_t = 900)]
     pub signed_url_ttl: u64,
+    /// Files larger than this many MiB get presigned part URLs (a direct multipart upload)
+    /// instead of one presigned PUT, where the object store offers direct uploads.
+    #[arg(long, env = "FILESTORE_DIRECT_PART_MIB", default_value_t = 64)]
+    pub direct_part_mib: u64,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +68,7 @@ impl Default for ApiConfig {
             max_batch: 1000,
             public_url: None,
             signed_url_ttl: 900,
+            direct_part_mib: 64,
         }
     }
 }

@@ -40,14 +40,47 @@ pub struct Registered {
     pub direct_upload: Option<DirectUpload>,
 }
 
-/// A presigned URL into object storage.
+/// Presigned URLs into object storage: one PUT for the whole file, or one per part of a
+/// multipart upload (then finalize carries `multipart` with each part's ETag).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectUpload {
-    pub url: String,
+    /// The whole file's PUT URL (absent for a multipart upload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     pub method: String,
-    /// Unix seconds after which the URL stops working.
+    /// Unix seconds after which the URLs stop working.
     pub expires_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<DirectPart>,
+}
+
+/// One part of a direct multipart upload: bytes `offset..offset+length` of the file.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectPart {
+    pub number: u32,
+    pub offset: u64,
+    pub length: u64,
+    pub url: String,
+}
+
+/// The parts a client sent straight to storage, to complete the multipart upload.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletedUpload {
+    pub upload_id: String,
+    pub parts: Vec<CompletedUploadPart>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletedUploadPart {
+    pub number: u32,
+    /// The ETag storage answered the part's PUT with.
+    pub etag: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -78,6 +111,8 @@ pub struct FinalizeRequest {
     pub checksum: String,
     #[schema(value_type = u64)]
     pub size: serde_json::Number,
+    /// For a direct multipart upload: its id and the parts' ETags.
+    pub multipart: Option<CompletedUpload>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -121,6 +121,10 @@ impl From<ObjectError> for ApiError {
                 "body_too_large",
                 format!("the body is larger than the {limit} bytes declared at registration"),
             ),
+            ObjectError::SizeMismatch { expected, got } => Self::bad_request(
+                "size_mismatch",
+                format!("received {got} bytes; {expected} were declared"),
+            ),
             ObjectError::Source(err) => Self::bad_request(
                 "body_read_failed",
                 format!("reading the request body failed: {err}"),

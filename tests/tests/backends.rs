@@ -529,3 +529,45 @@ async fn a_message_held_by_a_consumer_that_vanishes_is_delivered_again() {
     assert_eq!(d.deliveries, 2, "the crash counts as a delivery");
     sub.ack(&d).await.unwrap();
 }
+
+async fn exact_puts(objects: &dyn ObjectStore) {
+    let bytes = noise(3 * 1024 * 1024 + 1, 4);
+    let n = bytes.len() as u64;
+    let out = objects
+        .put_stream_exact("raw/exact", body_of(&bytes, 64 * 1024), n)
+        .await
+        .unwrap();
+    assert_eq!((out.size, out.sha256_hex), (n, sha256_hex(&bytes)));
+    assert_eq!(objects.get_bytes("raw/exact").await.unwrap(), bytes);
+    for (what, declared) in [("short", n + 10), ("long", n - 10)] {
+        let key = format!("raw/{what}");
+        let err = objects
+            .put_stream_exact(&key, body_of(&bytes, 64 * 1024), declared)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ObjectError::SizeMismatch { .. } | ObjectError::TooLarge { .. }
+            ),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            objects.head(&key).await.unwrap(),
+            None,
+            "{what}: nothing stored"
+        );
+    }
+}
+
+#[tokio::test]
+async fn exact_puts_store_all_or_nothing_on_a_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    exact_puts(&LocalDirStore::open(dir.path()).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_puts_store_all_or_nothing_on_s3() {
+    let ns = namespace("s3exact").await;
+    exact_puts(&ns.s3()).await;
+}

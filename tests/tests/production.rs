@@ -200,3 +200,68 @@ async fn poison_messages_are_parked_and_the_file_fails_with_the_reason() {
     assert_eq!(queue.parked_depth().await.unwrap(), 2);
     assert_eq!(queue.depth("filestore.scan").await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_sent_part_by_part_to_presigned_urls_reaches_ready() {
+    let c = Cluster::builder("multipart")
+        .env("FILESTORE_DIRECT_PART_MIB", "5")
+        .start()
+        .await;
+    let t = c.token("dora");
+    let bytes = noise(12 * 1024 * 1024 + 3, 8);
+    let reg = c
+        .post_json(
+            "/v1/file",
+            &t,
+            &json!({"path": "video.mp4", "size": bytes.len()}),
+        )
+        .await
+        .json();
+    let id = reg["fileId"].as_str().unwrap();
+    let direct = &reg["directUpload"];
+    let upload_id = direct["uploadId"].as_str().expect("a multipart upload");
+    let parts = direct["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 3);
+
+    // Parts go up in any order, in parallel, straight to S3.
+    let http = reqwest::Client::new();
+    let sends = parts.iter().rev().map(|p| {
+        let offset = p["offset"].as_u64().unwrap() as usize;
+        let length = p["length"].as_u64().unwrap() as usize;
+        let body = bytes[offset..offset + length].to_vec();
+        let req = http.put(p["url"].as_str().unwrap()).body(body);
+        let number = p["number"].as_u64().unwrap();
+        async move {
+            let resp = req.send().await.unwrap();
+            assert!(resp.status().is_success(), "{}", resp.status());
+            let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+            json!({"number": number, "etag": etag})
+        }
+    });
+    let completed: Vec<serde_json::Value> = futures::future::join_all(sends).await;
+
+    // A part number S3 cannot have is refused with a clear code before storage is asked.
+    let mut wrong = completed.clone();
+    wrong[0]["number"] = json!(0);
+    let bad = c
+        .post_json(
+            &format!("/v1/files/{id}/finalize"),
+            &t,
+            &json!({"checksum": format!("sha256-{}", sha256_hex(&bytes)), "size": bytes.len(),
+                    "multipart": {"uploadId": upload_id, "parts": wrong}}),
+        )
+        .await;
+    assert_eq!(bad.code(), "invalid_multipart", "{:?}", bad.json());
+
+    let fin = c
+        .post_json(
+            &format!("/v1/files/{id}/finalize"),
+            &t,
+            &json!({"checksum": format!("sha256-{}", sha256_hex(&bytes)), "size": bytes.len(),
+                    "multipart": {"uploadId": upload_id, "parts": completed}}),
+        )
+        .await;
+    assert_eq!(fin.status, StatusCode::OK, "{:?}", fin.json());
+    assert_eq!(c.settle(&t, id).await, "ready");
+    assert!(c.content(&t, id).await.body == bytes);
+}

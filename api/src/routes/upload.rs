@@ -15,25 +15,81 @@ use tokio::io::AsyncReadExt;
 
 use crate::auth::User;
 use crate::dto::{
-    BatchItem, BatchRegistered, DirectUpload, FileMetadata, FinalizeRequest, FinalizeResponse,
-    RegisterBatch, RegisterFile, Registered, UploadReceipt,
+    BatchItem, BatchRegistered, CompletedUpload, DirectPart, DirectUpload, FileMetadata,
+    FinalizeRequest, FinalizeResponse, RegisterBatch, RegisterFile, Registered, UploadReceipt,
 };
 use crate::error::ApiError;
 use crate::routes::{ApiJson, ApiPath, owned_file};
 use crate::state::AppState;
 use crate::validate;
 
-async fn registered(state: &AppState, f: &NewFile) -> Result<Registered, ApiError> {
+/// S3 allows at most 10,000 parts, each at least 5 MiB (but the last).
+const MAX_PARTS: u64 = 10_000;
+const MIN_PART: u64 = 5 * 1024 * 1024;
+
+/// The part size and count of a direct multipart upload of `size` bytes, or `None` when one
+/// PUT suits the file better.
+pub fn part_layout(size: u64, preferred_part: u64) -> Option<(u64, u64)> {
+    let preferred = preferred_part.max(MIN_PART);
+    if size <= preferred {
+        return None;
+    }
+    let part = preferred.max(size.div_ceil(MAX_PARTS));
+    Some((part, size.div_ceil(part)))
+}
+
+/// Presigned URLs for sending the file straight to object storage, where it offers them.
+async fn direct_upload(state: &AppState, f: &NewFile) -> Result<Option<DirectUpload>, ApiError> {
     let ttl = state.config.signed_url_ttl;
-    let direct_upload = state
+    let key = NewFile::raw_key(&f.id);
+    let expires_at = now_secs() + ttl;
+    let preferred = state.config.direct_part_mib.saturating_mul(1024 * 1024);
+    let Some((part, count)) = part_layout(f.size, preferred) else {
+        return Ok(state
+            .objects
+            .presign_put(&key, Duration::from_secs(ttl))
+            .await?
+            .map(|url| DirectUpload {
+                url: Some(url),
+                method: "PUT".into(),
+                expires_at,
+                upload_id: None,
+                parts: Vec::new(),
+            }));
+    };
+    let count = u32::try_from(count).map_err(ApiError::internal)?;
+    let Some(multipart) = state
         .objects
-        .presign_put(&NewFile::raw_key(&f.id), Duration::from_secs(ttl))
+        .presign_multipart(&key, count, Duration::from_secs(ttl))
         .await?
-        .map(|url| DirectUpload {
-            url,
-            method: "PUT".into(),
-            expires_at: now_secs() + ttl,
-        });
+    else {
+        return Ok(None);
+    };
+    let parts = multipart
+        .part_urls
+        .into_iter()
+        .zip(1u32..)
+        .map(|(url, number)| {
+            let offset = u64::from(number - 1) * part;
+            DirectPart {
+                number,
+                offset,
+                length: part.min(f.size - offset),
+                url,
+            }
+        })
+        .collect();
+    Ok(Some(DirectUpload {
+        url: None,
+        method: "PUT".into(),
+        expires_at,
+        upload_id: Some(multipart.upload_id),
+        parts,
+    }))
+}
+
+async fn registered(state: &AppState, f: &NewFile) -> Result<Registered, ApiError> {
+    let direct_upload = direct_upload(state, f).await?;
     Ok(Registered {
         file_id: f.id.to_string(),
         status: FileStatus::Uploading.to_string(),
@@ -41,6 +97,35 @@ async fn registered(state: &AppState, f: &NewFile) -> Result<Registered, ApiErro
         upload_method: "PUT".into(),
         direct_upload,
     })
+}
+
+/// Assembles the parts a client sent straight to storage into the file's raw object.
+async fn complete_direct_multipart(
+    state: &AppState,
+    file: &FileRecord,
+    mp: &CompletedUpload,
+) -> Result<(), ApiError> {
+    let invalid = |detail: String| ApiError::bad_request("invalid_multipart", detail);
+    if mp.parts.is_empty() {
+        return Err(invalid("a multipart upload needs its parts".into()));
+    }
+    let mut parts = Vec::with_capacity(mp.parts.len());
+    for p in &mp.parts {
+        let n = i32::try_from(p.number)
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| invalid(format!("part number {} is out of range", p.number)))?;
+        parts.push((n, p.etag.clone()));
+    }
+    parts.sort_by_key(|(n, _)| *n);
+    state
+        .objects
+        .complete_multipart(&NewFile::raw_key(&file.id), &mp.upload_id, &parts)
+        .await
+        .map_err(|e| match e {
+            ObjectError::Unavailable(_) => ApiError::from(e),
+            other => invalid(format!("storage refused to assemble the parts: {other}")),
+        })
 }
 
 /// A client that sent its bytes straight to object storage: hash what arrived and record it
@@ -185,17 +270,9 @@ pub async fn put_content(
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let stored = state
         .objects
-        .put_stream(&attempt_key, Box::pin(stream), file.size)
+        .put_stream_exact(&attempt_key, Box::pin(stream), file.size)
         .await?;
-    let mismatch = if stored.size != file.size {
-        Some(ApiError::bad_request(
-            "size_mismatch",
-            format!(
-                "received {} bytes; {} were declared",
-                stored.size, file.size
-            ),
-        ))
-    } else if file
+    let mismatch = if file
         .declared_sha256
         .as_deref()
         .is_some_and(|d| d != stored.sha256_hex)
@@ -289,6 +366,9 @@ pub async fn finalize(
     let sha = validate::checksum(&req.checksum)?;
     let size = validate::size(&req.size, state.config.max_file_size)?;
     if file.status == FileStatus::Uploading && file.uploaded_size.is_none() {
+        if let Some(mp) = &req.multipart {
+            complete_direct_multipart(&state, &file, mp).await?;
+        }
         file = adopt_direct_upload(&state, file).await?;
     }
     if file.status != FileStatus::Uploading {
@@ -346,4 +426,23 @@ pub async fn metadata(
 ) -> Result<Json<FileMetadata>, ApiError> {
     let file = owned_file(&state, &owner, &id).await?;
     Ok(Json(FileMetadata::from(&file)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn small_files_take_one_put_and_large_ones_parts_within_s3_limits() {
+        assert_eq!(part_layout(10 * MIB, 64 * MIB), None);
+        assert_eq!(part_layout(64 * MIB, 64 * MIB), None);
+        assert_eq!(part_layout(64 * MIB + 1, 64 * MIB), Some((64 * MIB, 2)));
+        // Below S3's 5 MiB minimum part, the minimum is used.
+        assert_eq!(part_layout(12 * MIB, MIB), Some((5 * MIB, 3)));
+        // A terabyte needs bigger parts to stay within 10,000.
+        let (part, count) = part_layout(1 << 40, 64 * MIB).unwrap();
+        assert!(count <= 10_000 && part * count >= 1 << 40);
+    }
 }

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Upload and download throughput through Filestore on the production backends, against the
+# same S3 server used directly, in one run on one machine:
+#   upload:   `filestore upload` (register, stream through the API into a multipart upload,
+#             finalize)  vs  curl PUT of the same file to a presigned URL
+#   download: `filestore download` (descriptor, chunks fetched in parallel from presigned S3
+#             URLs, decrypted, verified)  vs  curl GET of the raw object
+# Prints MiB/s for each and the ratios (Filestore / raw). Targets: >= 0.8 up, >= 0.9 down.
+#
+#   bench/upload.sh [SIZE_MIB]     (default 1024)
+# FILESTORE_BIN overrides the binary (default: target/release/filestore, built if missing).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+SIZE_MIB="${1:-1024}"
+BIN="${FILESTORE_BIN:-$ROOT/target/release/filestore}"
+[ -x "$BIN" ] || cargo build --release -p filestore-cli --locked
+
+WORK=$(mktemp -d)
+# Its own temp directory: PostgreSQL runs as the postgres user, which cannot enter $WORK.
+SERVICES=$(mktemp -d)
+cleanup() {
+  [ -n "${API_PID:-}" ] && kill "$API_PID" 2>/dev/null || true
+  [ -n "${WORKER_PID:-}" ] && kill "$WORKER_PID" 2>/dev/null || true
+  scripts/services.sh stop "$SERVICES" >/dev/null 2>&1 || true
+  rm -rf "$WORK" "$SERVICES"
+}
+trap cleanup EXIT
+
+scripts/services.sh start "$SERVICES" --only postgres,rabbitmq,s3 >/dev/null
+# shellcheck disable=SC1091
+. "$SERVICES/env"
+
+hex() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+JWT=$(hex)
+export FILESTORE_DATABASE_URL="$FILESTORE_TEST_PG_URL" FILESTORE_AMQP_URL="$FILESTORE_TEST_AMQP_URL" \
+  FILESTORE_S3_ENDPOINT="$FILESTORE_TEST_S3_ENDPOINT" FILESTORE_S3_ACCESS_KEY="$FILESTORE_TEST_S3_ACCESS_KEY" \
+  FILESTORE_S3_SECRET_KEY="$FILESTORE_TEST_S3_SECRET_KEY" FILESTORE_S3_CREATE_BUCKETS=true \
+  FILESTORE_MASTER_KEY="$(hex)" FILESTORE_URL_SIGNING_KEY="$(hex)" FILESTORE_JWT_SECRET="$JWT" \
+  FILESTORE_LISTEN="127.0.0.1:$PORT" FILESTORE_METRICS_LISTEN="127.0.0.1:$(free_port)" FILESTORE_LOG=warn
+"$BIN" api >"$WORK/api.log" 2>&1 &
+API_PID=$!
+"$BIN" worker >"$WORK/worker.log" 2>&1 &
+WORKER_PID=$!
+export FILESTORE_URL="http://127.0.0.1:$PORT"
+for _ in $(seq 300); do curl -sf "$FILESTORE_URL/readyz" >/dev/null && break; sleep 0.1; done
+
+# A token for the bench user, minted with the API's secret.
+mkdir -p "$WORK/data/secrets"
+printf '%s' "$JWT" >"$WORK/data/secrets/jwt-secret"
+FILESTORE_TOKEN=$("$BIN" token --data-dir "$WORK/data" --user bench)
+export FILESTORE_TOKEN
+
+echo "== generating a ${SIZE_MIB} MiB file of random bytes"
+head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$WORK/file.bin"
+sync
+
+# A presigned URL for the raw S3 baseline (SigV4 query signing, standard library only).
+presign() {
+  python3 - "$1" "$2" <<'EOF'
+import datetime, hashlib, hmac, os, sys, urllib.parse
+method, path = sys.argv[1], sys.argv[2]
+endpoint = os.environ["FILESTORE_TEST_S3_ENDPOINT"]
+host = urllib.parse.urlparse(endpoint).netloc
+key, secret, region = os.environ["FILESTORE_TEST_S3_ACCESS_KEY"], os.environ["FILESTORE_TEST_S3_SECRET_KEY"], "us-east-1"
+now = datetime.datetime.now(datetime.timezone.utc)
+amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+scope = f"{day}/{region}/s3/aws4_request"
+q = {"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Credential": f"{key}/{scope}", "X-Amz-Date": amz_date,
+     "X-Amz-Expires": "3600", "X-Amz-SignedHeaders": "host"}
+canonical_q = "&".join(f"{urllib.parse.quote(k, safe='')}={urllib.parse.quote(v, safe='')}" for k, v in sorted(q.items()))
+canonical = "\n".join([method, urllib.parse.quote(path), canonical_q, f"host:{host}\n", "host", "UNSIGNED-PAYLOAD"])
+to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+k = ("AWS4" + secret).encode()
+for part in (day, region, "s3", "aws4_request"):
+    k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+sig = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+print(f"{endpoint}{urllib.parse.quote(path)}?{canonical_q}&X-Amz-Signature={sig}")
+EOF
+}
+
+secs() { python3 -c "import time; print(time.monotonic())"; }
+elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
+rate() { python3 -c "print(f'{$SIZE_MIB / $1:.1f}')"; }
+
+echo "== raw S3: curl PUT, then curl GET (the same server, the same file)"
+t0=$(secs)
+curl -sf -T "$WORK/file.bin" "$(presign PUT /filestore-raw/bench-baseline)" >/dev/null
+t1=$(secs)
+curl -sf -o "$WORK/raw.out" "$(presign GET /filestore-raw/bench-baseline)"
+t2=$(secs)
+RAW_UP=$(elapsed "$t0" "$t1"); RAW_DOWN=$(elapsed "$t1" "$t2")
+cmp -s "$WORK/file.bin" "$WORK/raw.out" || { echo "raw GET returned other bytes" >&2; exit 1; }
+rm -f "$WORK/raw.out"
+
+echo "== filestore: upload through the API, wait for ready, download by parallel chunk fetch"
+t0=$(secs)
+ID=$("$BIN" upload "$WORK/file.bin")
+t1=$(secs)
+for _ in $(seq 6000); do
+  status=$("$BIN" info "$ID" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+  [ "$status" = ready ] && break
+  case "$status" in failed|quarantined) echo "file ended $status" >&2; exit 1 ;; esac
+  sleep 0.2
+done
+t2=$(secs)
+"$BIN" download "$ID" -o "$WORK/api.out"
+t3=$(secs)
+API_UP=$(elapsed "$t0" "$t1"); PROCESS=$(elapsed "$t1" "$t2"); API_DOWN=$(elapsed "$t2" "$t3")
+cmp -s "$WORK/file.bin" "$WORK/api.out" || { echo "filestore download returned other bytes" >&2; exit 1; }
+
+echo
+printf '%-34s %9s %9s\n' "${SIZE_MIB} MiB, $(nproc) cores" seconds MiB/s
+printf '%-34s %9s %9s\n' "raw S3 PUT (curl)" "$RAW_UP" "$(rate "$RAW_UP")"
+printf '%-34s %9s %9s\n' "filestore upload (API)" "$API_UP" "$(rate "$API_UP")"
+printf '%-34s %9s %9s\n' "pipeline to ready (scan+chunk+index)" "$PROCESS" "$(rate "$PROCESS")"
+printf '%-34s %9s %9s\n' "raw S3 GET (curl)" "$RAW_DOWN" "$(rate "$RAW_DOWN")"
+printf '%-34s %9s %9s\n' "filestore download (chunks)" "$API_DOWN" "$(rate "$API_DOWN")"
+python3 -c "print(f'upload ratio   (API/raw): {$RAW_UP / $API_UP:.2f}   target >= 0.8')"
+python3 -c "print(f'download ratio (API/raw): {$RAW_DOWN / $API_DOWN:.2f}   target >= 0.9')"
