@@ -474,8 +474,14 @@ impl ObjectStore for S3Store {
             .set_server_side_encryption(self.sse())
             .body(S3Body::from_body_1_x(ChannelBody { rx, size }))
             .customize()
-            // The body is hashed here already; signing it would hash it a second time.
+            // The body is hashed here already; signing it would hash it a second time. A
+            // per-request checksum is redundant too: the chunk stage re-reads the raw object
+            // and refuses it unless its SHA-256 is the one recorded here.
             .disable_payload_signing()
+            .config_override(
+                aws_sdk_s3::config::Builder::default()
+                    .request_checksum_calculation(RequestChecksumCalculation::WhenRequired),
+            )
             .send()
             .await;
         let (tally, failure) = feeder

@@ -2,15 +2,14 @@
 //! hash and the whole file against its SHA-256, and only then put the file under its name.
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use filestore_api::dto::{ChunkLink, Descriptor};
 use filestore_domain::ChunkId;
 use filestore_domain::codec::decode;
 use filestore_domain::keys::SecretKey;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
@@ -130,28 +129,42 @@ pub async fn download(
                 .suffix(".filestore-partial")
                 .tempfile_in(&parent)
                 .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
-            let file = Arc::new(tmp.as_file().try_clone()?);
-            let written: anyhow::Result<()> = chunks
-                .buffer_unordered(parallelism.max(1))
-                .map_ok(|(link, plain)| {
-                    let file = file.clone();
-                    let progress = progress.clone();
-                    async move {
-                        tokio::task::spawn_blocking(move || {
-                            file.write_all_at(&plain, link.offset)?;
-                            progress.inc(plain.len() as u64);
-                            anyhow::Ok(())
-                        })
-                        .await?
-                    }
-                })
-                .try_buffer_unordered(parallelism.max(1))
-                .try_collect()
-                .await;
-            let verified = written.and_then(|()| {
+            let file = tmp.as_file().try_clone()?;
+            // Chunks are fetched and decrypted in parallel but handed over in order, so the
+            // whole-file digest is computed while writing instead of by reading the file back.
+            let (tx, mut rx) =
+                tokio::sync::mpsc::channel::<(ChunkLink, Vec<u8>)>(parallelism.max(1));
+            let writer_progress = progress.clone();
+            let writer = tokio::task::spawn_blocking(move || {
+                let mut hasher = Sha256::new();
+                while let Some((link, plain)) = rx.blocking_recv() {
+                    hasher.update(&plain);
+                    file.write_all_at(&plain, link.offset)?;
+                    writer_progress.inc(plain.len() as u64);
+                }
                 file.set_len(d.size)?;
                 file.sync_all()?;
-                if sha256_of(tmp.path())? != expected {
+                anyhow::Ok(hex::encode(hasher.finalize()))
+            });
+            let mut ordered = chunks.buffered(parallelism.max(1));
+            let mut fetched = Ok(());
+            while let Some(next) = ordered.next().await {
+                match next {
+                    Ok(item) => {
+                        if tx.send(item).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        fetched = Err(e);
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            let digest = writer.await?;
+            let verified = fetched.and_then(|()| {
+                if digest? != expected {
                     bail!(IntegrityError::File(d.path.clone()));
                 }
                 Ok(())
@@ -163,13 +176,6 @@ pub async fn download(
     }
     progress.finish_and_clear();
     Ok(())
-}
-
-fn sha256_of(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(hex::encode(h.finalize()))
 }
 
 /// The last component of a server path, safe as a local file name.
