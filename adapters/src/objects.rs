@@ -63,15 +63,7 @@ pub trait ObjectStore: Send + Sync + 'static {
         body: ByteStream,
         size: u64,
     ) -> Result<PutOutcome, ObjectError> {
-        let out = self.put_stream(key, body, size).await?;
-        if out.size != size {
-            self.delete(key).await?;
-            return Err(ObjectError::SizeMismatch {
-                expected: size,
-                got: out.size,
-            });
-        }
-        Ok(out)
+        put_exact_in_parts(self, key, body, size).await
     }
 
     /// Stores a whole object durably. Chunk objects are content-addressed, so a repeat is a no-op.
@@ -133,4 +125,22 @@ pub trait ObjectStore: Send + Sync + 'static {
     ) -> Result<Option<String>, ObjectError> {
         Ok(None)
     }
+}
+
+/// `put_exact` on top of `put_stream`: store, then remove what turned out shorter than declared.
+pub async fn put_exact_in_parts<S: ObjectStore + ?Sized>(
+    store: &S,
+    key: &str,
+    body: ByteStream,
+    size: u64,
+) -> Result<PutOutcome, ObjectError> {
+    let out = store.put_stream(key, body, size).await?;
+    if out.size != size {
+        store.delete(key).await?;
+        return Err(ObjectError::SizeMismatch {
+            expected: size,
+            got: out.size,
+        });
+    }
+    Ok(out)
 }

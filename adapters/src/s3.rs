@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::objects::{
     ByteStream, ObjectError, ObjectReader, ObjectStore, PresignedMultipart, PutOutcome,
+    put_exact_in_parts,
 };
 
 /// Chunk objects never change once written: caches and CDNs may keep them for a year.
@@ -117,6 +118,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+fn presigning(expires_in: Duration) -> Result<PresigningConfig, ObjectError> {
+    PresigningConfig::expires_in(expires_in).map_err(|e| ObjectError::Io(std::io::Error::other(e)))
 }
 
 /// S3's largest single PUT.
@@ -420,15 +425,7 @@ impl ObjectStore for S3Store {
         size: u64,
     ) -> Result<PutOutcome, ObjectError> {
         if size > SINGLE_PUT_MAX {
-            let out = self.put_stream(key, body, size).await?;
-            if out.size != size {
-                self.delete(key).await?;
-                return Err(ObjectError::SizeMismatch {
-                    expected: size,
-                    got: out.size,
-                });
-            }
-            return Ok(out);
+            return put_exact_in_parts(self, key, body, size).await;
         }
         // One streaming PUT of a known length: no part assembly, memory bounded by the channel.
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -574,14 +571,12 @@ impl ObjectStore for S3Store {
         key: &str,
         expires_in: Duration,
     ) -> Result<Option<String>, ObjectError> {
-        let cfg = PresigningConfig::expires_in(expires_in)
-            .map_err(|e| ObjectError::Io(std::io::Error::other(e)))?;
         let req = self
             .client
             .get_object()
             .bucket(self.bucket_of(key))
             .key(key)
-            .presigned(cfg)
+            .presigned(presigning(expires_in)?)
             .await
             .map_err(|e| classify(key, e))?;
         Ok(Some(req.uri().to_owned()))
@@ -592,14 +587,12 @@ impl ObjectStore for S3Store {
         key: &str,
         expires_in: Duration,
     ) -> Result<Option<String>, ObjectError> {
-        let cfg = PresigningConfig::expires_in(expires_in)
-            .map_err(|e| ObjectError::Io(std::io::Error::other(e)))?;
         let req = self
             .client
             .put_object()
             .bucket(self.bucket_of(key))
             .key(key)
-            .presigned(cfg)
+            .presigned(presigning(expires_in)?)
             .await
             .map_err(|e| classify(key, e))?;
         Ok(Some(req.uri().to_owned()))
@@ -626,8 +619,6 @@ impl ObjectStore for S3Store {
             .to_owned();
         let mut part_urls = Vec::with_capacity(parts as usize);
         for number in 1..=parts {
-            let cfg = PresigningConfig::expires_in(expires_in)
-                .map_err(|e| ObjectError::Io(std::io::Error::other(e)))?;
             let number = i32::try_from(number)
                 .map_err(|_| ObjectError::InvalidKey(format!("{key}: too many parts")))?;
             let req = self
@@ -637,7 +628,7 @@ impl ObjectStore for S3Store {
                 .key(key)
                 .upload_id(&upload_id)
                 .part_number(number)
-                .presigned(cfg)
+                .presigned(presigning(expires_in)?)
                 .await
                 .map_err(|e| classify(key, e))?;
             part_urls.push(req.uri().to_owned());
