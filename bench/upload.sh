@@ -91,7 +91,10 @@ curl -sf -T "$WORK/file.bin" "$(presign PUT /filestore-raw/bench-baseline)" >/de
 t1=$(secs)
 curl -sf -o "$WORK/raw.out" "$(presign GET /filestore-raw/bench-baseline)"
 t2=$(secs)
-RAW_UP=$(elapsed "$t0" "$t1"); RAW_DOWN=$(elapsed "$t1" "$t2")
+# `filestore download` fsyncs before it renames the file into place; this is what that costs.
+python3 -c "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)" "$WORK/raw.out"
+t3=$(secs)
+RAW_UP=$(elapsed "$t0" "$t1"); RAW_DOWN=$(elapsed "$t1" "$t2"); RAW_DOWN_SYNC=$(elapsed "$t1" "$t3")
 cmp -s "$WORK/file.bin" "$WORK/raw.out" || { echo "raw GET returned other bytes" >&2; exit 1; }
 rm -f "$WORK/raw.out"
 
@@ -117,6 +120,8 @@ printf '%-34s %9s %9s\n' "raw S3 PUT (curl)" "$RAW_UP" "$(rate "$RAW_UP")"
 printf '%-34s %9s %9s\n' "filestore upload (API)" "$API_UP" "$(rate "$API_UP")"
 printf '%-34s %9s %9s\n' "pipeline to ready (scan+chunk+index)" "$PROCESS" "$(rate "$PROCESS")"
 printf '%-34s %9s %9s\n' "raw S3 GET (curl)" "$RAW_DOWN" "$(rate "$RAW_DOWN")"
+printf '%-34s %9s %9s\n' "raw S3 GET + fsync" "$RAW_DOWN_SYNC" "$(rate "$RAW_DOWN_SYNC")"
 printf '%-34s %9s %9s\n' "filestore download (chunks)" "$API_DOWN" "$(rate "$API_DOWN")"
 python3 -c "print(f'upload ratio   (API/raw): {$RAW_UP / $API_UP:.2f}   target >= 0.8')"
 python3 -c "print(f'download ratio (API/raw): {$RAW_DOWN / $API_DOWN:.2f}   target >= 0.9')"
+python3 -c "print(f'download ratio (API/raw GET + fsync, both durable): {$RAW_DOWN_SYNC / $API_DOWN:.2f}')"

@@ -200,4 +200,9 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     async fn outbox_pending(&self, limit: u32) -> Result<Vec<PendingOutbox>, StoreError>;
     async fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError>;
+    /// Gives claimed rows back at once (their publish failed), instead of when the claim runs
+    /// out; stores without claims have nothing to do.
+    async fn outbox_release(&self, _ids: &[i64]) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

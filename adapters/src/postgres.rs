@@ -465,6 +465,17 @@ impl MetadataStore for PostgresStore {
         Ok(pending)
     }
 
+    async fn outbox_release(&self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());

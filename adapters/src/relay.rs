@@ -51,11 +51,20 @@ impl OutboxRelay {
                     .publish(&p.message.routing_key, &p.message.payload)
                     .await
                 {
-                    // Keep what did go out; the rest stays in the outbox for the next round.
+                    // Keep what did go out; the rest stays in the outbox for the next round,
+                    // given back now so any relay may take it as soon as the queue is back.
                     self.store
                         .outbox_remove(&done)
                         .await
                         .map_err(|e| e.to_string())?;
+                    let unsent: Vec<i64> = pending
+                        .iter()
+                        .map(|p| p.id)
+                        .filter(|id| !done.contains(id))
+                        .collect();
+                    if let Err(release) = self.store.outbox_release(&unsent).await {
+                        tracing::warn!(error = %release, "could not release outbox claims; they expire on their own");
+                    }
                     return Err(e.to_string());
                 }
                 done.push(p.id);
