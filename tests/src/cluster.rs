@@ -11,12 +11,17 @@ use crate::Api;
 use crate::process::{filestore_bin, free_port};
 use crate::services::{Namespace, Services};
 
-/// Chunk sizes small enough that test files of a few MiB span many chunks.
-const SMALL_CHUNKS: [(&str, &str); 3] = [
-    ("FILESTORE_CHUNK_MIN", "16384"),
-    ("FILESTORE_CHUNK_AVG", "65536"),
-    ("FILESTORE_CHUNK_MAX", "262144"),
-];
+/// The environment for the chunk sizes `small_chunks` gives the embedded service, so both
+/// deployments split test files the same way.
+fn small_chunk_env() -> [(String, String); 3] {
+    let mut worker = filestore_worker::WorkerConfig::default();
+    crate::small_chunks(&mut worker);
+    [
+        ("FILESTORE_CHUNK_MIN".into(), worker.chunk_min.to_string()),
+        ("FILESTORE_CHUNK_AVG".into(), worker.chunk_avg.to_string()),
+        ("FILESTORE_CHUNK_MAX".into(), worker.chunk_max.to_string()),
+    ]
+}
 
 pub struct ClusterBuilder {
     tag: String,
@@ -77,11 +82,7 @@ impl ClusterBuilder {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v)),
         );
-        env.extend(
-            SMALL_CHUNKS
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
+        env.extend(small_chunk_env());
         if self.clamd {
             env.push(("FILESTORE_CLAMD".into(), ns.clamd.clone()));
         }
