@@ -99,6 +99,17 @@ pub fn verifier(api: &ApiConfig, jwt_secret: &str) -> anyhow::Result<Verifier> {
     Ok(Verifier::hs256(secret.as_bytes(), iss, aud))
 }
 
+/// The built-in EICAR scanner with the worker's blocklist, if it has one.
+pub fn builtin_scanner(worker: &WorkerConfig) -> anyhow::Result<BuiltinScanner> {
+    Ok(match &worker.blocklist {
+        Some(path) => BuiltinScanner::from_blocklist_text(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading blocklist {}", path.display()))?,
+        ),
+        None => BuiltinScanner::default(),
+    })
+}
+
 pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
@@ -132,13 +143,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Running> {
     let tenants = Arc::new(TenantKeys::new(keyring, store.clone()));
     let relay = OutboxRelay::new(store.clone(), queue.clone());
 
-    let scanner = match &cfg.worker.blocklist {
-        Some(path) => BuiltinScanner::from_blocklist_text(
-            &std::fs::read_to_string(path)
-                .with_context(|| format!("reading blocklist {}", path.display()))?,
-        ),
-        None => BuiltinScanner::default(),
-    };
+    let scanner = builtin_scanner(&cfg.worker)?;
 
     let state = AppState::new(Inner {
         store: store.clone(),

@@ -18,9 +18,9 @@ use filestore_domain::keys::{Keyring, MasterKey, SecretKey};
 use filestore_domain::signing::UrlSigner;
 use filestore_worker::clamd::{ClamdAddress, ClamdScanner};
 use filestore_worker::scanner::Scanner;
-use filestore_worker::{BuiltinScanner, Pipeline, WorkerConfig, spawn_stages};
+use filestore_worker::{Pipeline, WorkerConfig, spawn_stages};
 
-use crate::embedded::{metrics_handle, verifier};
+use crate::embedded::{builtin_scanner, metrics_handle, verifier};
 
 /// Where the production backends are and how to reach them.
 #[derive(Debug, Clone, Args)]
@@ -250,13 +250,7 @@ fn scanner(cfg: &WorkerRoleConfig) -> anyhow::Result<Arc<dyn Scanner>> {
             Duration::from_secs(cfg.clamd_timeout.max(1)),
         )));
     }
-    Ok(Arc::new(match &cfg.worker.blocklist {
-        Some(path) => BuiltinScanner::from_blocklist_text(
-            &std::fs::read_to_string(path)
-                .with_context(|| format!("reading blocklist {}", path.display()))?,
-        ),
-        None => BuiltinScanner::default(),
-    }))
+    Ok(Arc::new(builtin_scanner(&cfg.worker)?))
 }
 
 pub async fn run_worker(cfg: WorkerRoleConfig) -> anyhow::Result<()> {
