@@ -19,7 +19,9 @@ pub mod sqlite_queue;
 pub mod tenants;
 
 pub use local::LocalDirStore;
-pub use meta::{FileRecord, MetadataStore, NewFile, StoreError, UploadRecord, Usage};
+pub use meta::{
+    ChunkRemoval, ChunkWrite, FileRecord, MetadataStore, NewFile, StoreError, UploadRecord, Usage,
+};
 pub use objects::{ObjectError, ObjectStore, PutOutcome};
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use queue::{Delivery, Queue, QueueError, Subscription};

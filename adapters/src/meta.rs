@@ -1,4 +1,6 @@
 //! The metadata store port: files, their state, their chunks, tenants' keys and the outbox.
+use std::time::Duration;
+
 use async_trait::async_trait;
 use filestore_domain::keys::WrappedSecret;
 use filestore_domain::messages::ChunkEntry;
@@ -123,6 +125,25 @@ pub struct Usage {
     pub chunk_stored_bytes: u64,
 }
 
+/// A chunk object being written; see [`MetadataStore::begin_chunk_write`].
+#[async_trait]
+pub trait ChunkWrite: Send {
+    /// Records the chunk, whose object is now stored, for `owner`, and ends the write.
+    async fn record(
+        self: Box<Self>,
+        owner: &OwnerId,
+        plain_size: u64,
+        stored_size: u64,
+    ) -> Result<(), StoreError>;
+}
+
+/// A chunk claimed for removal; see [`MetadataStore::claim_chunk_removal`].
+#[async_trait]
+pub trait ChunkRemoval: Send {
+    /// Ends the claim once the object is deleted. Dropping the claim unreleased ends it too.
+    async fn release(self: Box<Self>) -> Result<(), StoreError>;
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Cheap liveness probe of the database.
@@ -167,19 +188,40 @@ pub trait MetadataStore: Send + Sync + 'static {
         reason: Option<&str>,
     ) -> Result<FileStatus, StoreError>;
 
-    /// Chunk ids among `ids` the tenant already stores, with their stored sizes.
+    /// Chunk ids among `ids` the tenant already stores, with their stored sizes. Each one found
+    /// is marked used now, which keeps the sweep away from it while the file that found it is
+    /// still processing.
     async fn known_chunks(
         &self,
         owner: &OwnerId,
         ids: &[String],
     ) -> Result<Vec<(String, u64)>, StoreError>;
-    async fn record_chunk(
+
+    /// Starts writing the object of chunk `id`: until the returned write is recorded or dropped,
+    /// no sweep can remove that object, and a sweep already removing it finishes first.
+    async fn begin_chunk_write(&self, id: &str) -> Result<Box<dyn ChunkWrite>, StoreError>;
+
+    /// Up to `limit` chunk ids that no file references and no file still processing may be about
+    /// to reference, unused for `grace`: candidates for [`MetadataStore::claim_chunk_removal`].
+    async fn unreferenced_chunks(
         &self,
-        owner: &OwnerId,
+        grace: Duration,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// The ids among `ids` that no tenant has recorded: objects left by a write that never
+    /// got recorded, candidates for [`MetadataStore::claim_chunk_removal`].
+    async fn unrecorded_chunks(&self, ids: &[String]) -> Result<Vec<String>, StoreError>;
+
+    /// Claims chunk `id` for removal, if nobody is writing it and it is either unrecorded, or
+    /// recorded but swept by the rules of [`MetadataStore::unreferenced_chunks`] (its record is
+    /// then deleted). The caller deletes the object, then releases the claim; writers of the
+    /// chunk wait until then. `None`: the chunk is in use or being written; leave it.
+    async fn claim_chunk_removal(
+        &self,
         id: &str,
-        plain_size: u64,
-        stored_size: u64,
-    ) -> Result<(), StoreError>;
+        grace: Duration,
+    ) -> Result<Option<Box<dyn ChunkRemoval>>, StoreError>;
 
     /// Writes the chunk manifest and marks the file ready, atomically and idempotently.
     async fn index_file(

@@ -104,3 +104,22 @@ where
         stored_size: u64_col(row, "stored_size")?,
     })
 }
+
+/// The bounds of the chunk sweep rule, from its grace period.
+pub(crate) struct SweepWindow {
+    /// Chunks last used before this (unix ms) are old enough to remove.
+    pub unused_before: i64,
+    /// A file that entered processing up to this long after a chunk's last use may still come
+    /// to reference it; the same grace covers clock skew between the machines.
+    pub grace_ms: i64,
+}
+
+impl SweepWindow {
+    pub fn new(grace: std::time::Duration) -> Self {
+        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX / 2);
+        Self {
+            unused_before: crate::clock::now_ms().saturating_sub(grace_ms),
+            grace_ms,
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use filestore_api::dto::{ChunkLink, Descriptor};
 use filestore_domain::ChunkId;
-use filestore_domain::codec::decode;
+use filestore_domain::codec::{decode, decode_authenticated};
 use filestore_domain::keys::SecretKey;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -33,10 +33,21 @@ pub enum Target {
     File(PathBuf),
 }
 
+/// How much of a chunk's proof to check on the way in.
+#[derive(Clone, Copy)]
+enum ChunkCheck {
+    /// Authenticated and matching its plaintext digest: for output nobody can take back.
+    Full,
+    /// Authenticated only: the whole file's digest is checked before the file is put in place,
+    /// so a second pass over every byte would buy nothing.
+    WholeFileLater,
+}
+
 async fn fetch_plain(
     client: &Client,
     file: &str,
     link: ChunkLink,
+    check: ChunkCheck,
 ) -> anyhow::Result<(ChunkLink, Vec<u8>)> {
     let stored = client.fetch_chunk(&link.url).await?;
     let file = file.to_owned();
@@ -48,10 +59,17 @@ async fn fetch_plain(
         };
         let id: ChunkId = link.id.parse().map_err(|e| bad(format!("{e}")))?;
         let key = SecretKey::from_hex(&link.key).map_err(|e| bad(e.to_string()))?;
-        let mut sha = [0u8; 32];
-        hex::decode_to_slice(&link.sha256, &mut sha).map_err(|e| bad(e.to_string()))?;
-        let plain = decode(&stored, &id, &key, &sha, link.length as usize)
-            .map_err(|e| bad(e.to_string()))?;
+        let plain = match check {
+            ChunkCheck::Full => {
+                let mut sha = [0u8; 32];
+                hex::decode_to_slice(&link.sha256, &mut sha).map_err(|e| bad(e.to_string()))?;
+                decode(&stored, &id, &key, &sha, link.length as usize)
+            }
+            ChunkCheck::WholeFileLater => {
+                decode_authenticated(&stored, &id, &key, link.length as usize)
+            }
+        }
+        .map_err(|e| bad(e.to_string()))?;
         Ok((link, plain))
     })
     .await?
@@ -98,8 +116,12 @@ pub async fn download(
     let progress = bar(d.size);
     let name = d.path.clone();
     let expected = d.sha256.clone();
+    let check = match target {
+        Target::Stdout => ChunkCheck::Full,
+        Target::File(_) => ChunkCheck::WholeFileLater,
+    };
     let chunks =
-        futures::stream::iter(d.chunks.clone()).map(|link| fetch_plain(client, &name, link));
+        futures::stream::iter(d.chunks.clone()).map(|link| fetch_plain(client, &name, link, check));
     match target {
         Target::Stdout => {
             let mut out = std::io::stdout().lock();

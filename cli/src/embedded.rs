@@ -173,8 +173,15 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Running> {
         Duration::from_secs(cfg.worker.upload_expiry_secs),
         Duration::from_secs(cfg.worker.janitor_interval_secs.max(1)),
     );
+    let sweeper = filestore_worker::sweeper::run(
+        store.clone(),
+        pipeline.objects.clone(),
+        cfg.worker.sweep_grace(),
+        cfg.worker.sweep_every(),
+    );
     let mut background = spawn_stages(pipeline);
     background.push(tokio::spawn(janitor));
+    background.push(tokio::spawn(sweeper));
     background.push(tokio::spawn(relay.run()));
 
     let listener = std::net::TcpListener::bind(cfg.api.listen)

@@ -10,7 +10,7 @@ use filestore_api::ApiConfig;
 use filestore_cli::client::Client;
 use filestore_cli::download::{Target, download, local_name};
 use filestore_cli::embedded::{self, EmbeddedConfig};
-use filestore_cli::production::{self, ApiRoleConfig, WorkerRoleConfig};
+use filestore_cli::production::{self, ApiRoleConfig, SweepCommandConfig, WorkerRoleConfig};
 use filestore_cli::upload::{collect, upload, wait_settled};
 use filestore_cli::{secrets, token};
 use filestore_worker::WorkerConfig;
@@ -72,6 +72,9 @@ enum Command {
     /// Run pipeline stages on the production backends; `--stages` picks which, so each stage
     /// scales on its own.
     Worker(WorkerRoleConfig),
+    /// Remove chunk objects nothing needs from the production storage once, and report what
+    /// was removed (workers also do this every --sweep-interval).
+    Sweep(SweepCommandConfig),
     /// Mint a development token (HS256) for any user of an embedded deployment.
     Token {
         #[arg(long, env = "FILESTORE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
@@ -192,6 +195,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Worker(cfg) => {
             production::run_worker(cfg).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sweep(cfg) => {
+            let report = production::run_sweep(cfg).await?;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Token {

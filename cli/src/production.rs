@@ -18,13 +18,14 @@ use filestore_domain::keys::{Keyring, MasterKey, SecretKey};
 use filestore_domain::signing::UrlSigner;
 use filestore_worker::clamd::{ClamdAddress, ClamdScanner};
 use filestore_worker::scanner::Scanner;
+use filestore_worker::sweeper::{SweepReport, sweep_chunks};
 use filestore_worker::{Pipeline, WorkerConfig, spawn_stages};
 
 use crate::embedded::{builtin_scanner, metrics_handle, verifier};
 
-/// Where the production backends are and how to reach them.
+/// Where the metadata database and the object storage are: all a maintenance command needs.
 #[derive(Debug, Clone, Args)]
-pub struct BackendConfig {
+pub struct StorageConfig {
     /// PostgreSQL URL of the primary (read-write) service.
     #[arg(long, env = "FILESTORE_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
@@ -37,12 +38,6 @@ pub struct BackendConfig {
     /// Seconds a request waits for a database connection before it is answered 503.
     #[arg(long, env = "FILESTORE_DATABASE_ACQUIRE_TIMEOUT", default_value_t = 5)]
     pub database_acquire_timeout: u64,
-    /// RabbitMQ URL (amqp:// or amqps://, with the vhost).
-    #[arg(long, env = "FILESTORE_AMQP_URL", hide_env_values = true)]
-    pub amqp_url: String,
-    /// Unacked messages each consumer holds at once.
-    #[arg(long, env = "FILESTORE_AMQP_PREFETCH", default_value_t = 2)]
-    pub amqp_prefetch: u16,
     /// S3 endpoint (any S3-compatible service); AWS's own when absent.
     #[arg(long, env = "FILESTORE_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
@@ -85,6 +80,19 @@ pub struct BackendConfig {
     /// Create the buckets at start-up when they do not exist.
     #[arg(long, env = "FILESTORE_S3_CREATE_BUCKETS", default_value_t = false)]
     pub s3_create_buckets: bool,
+}
+
+/// Where the production backends are and how to reach them.
+#[derive(Debug, Clone, Args)]
+pub struct BackendConfig {
+    #[command(flatten)]
+    pub storage: StorageConfig,
+    /// RabbitMQ URL (amqp:// or amqps://, with the vhost).
+    #[arg(long, env = "FILESTORE_AMQP_URL", hide_env_values = true)]
+    pub amqp_url: String,
+    /// Unacked messages each consumer holds at once.
+    #[arg(long, env = "FILESTORE_AMQP_PREFETCH", default_value_t = 2)]
+    pub amqp_prefetch: u16,
     /// Id of the master key that wraps tenants' secrets.
     #[arg(long, env = "FILESTORE_MASTER_KEY_ID", default_value = "env-1")]
     pub master_key_id: String,
@@ -119,22 +127,20 @@ async fn with_retries<T, E: std::fmt::Display, F: std::future::Future<Output = R
     }
 }
 
-impl BackendConfig {
-    pub async fn connect(&self) -> anyhow::Result<Backends> {
-        let master = SecretKey::from_hex(&self.master_key)
-            .context("FILESTORE_MASTER_KEY must be 64 hex digits")?;
+impl StorageConfig {
+    /// The metadata store, once the database answers.
+    pub async fn connect_store(&self) -> PostgresStore {
         let pg = PostgresOptions {
             url: self.database_url.clone(),
             replica_url: self.database_replica_url.clone(),
             max_connections: self.database_max_connections,
             acquire_timeout: Duration::from_secs(self.database_acquire_timeout.max(1)),
         };
-        let store = with_retries("database", || PostgresStore::connect(&pg)).await;
-        let rabbit = RabbitOptions {
-            url: self.amqp_url.clone(),
-            prefetch: self.amqp_prefetch,
-        };
-        let queue = with_retries("broker", || RabbitQueue::connect(rabbit.clone())).await;
+        with_retries("database", || PostgresStore::connect(&pg)).await
+    }
+
+    /// The object store, with its buckets created first when asked to.
+    pub async fn connect_objects(&self) -> S3Store {
         let objects = S3Store::new(S3Options {
             endpoint: self.s3_endpoint.clone(),
             region: self.s3_region.clone(),
@@ -151,7 +157,21 @@ impl BackendConfig {
         if self.s3_create_buckets {
             with_retries("object store", || objects.ensure_buckets()).await;
         }
-        let store: Arc<dyn MetadataStore> = Arc::new(store);
+        objects
+    }
+}
+
+impl BackendConfig {
+    pub async fn connect(&self) -> anyhow::Result<Backends> {
+        let master = SecretKey::from_hex(&self.master_key)
+            .context("FILESTORE_MASTER_KEY must be 64 hex digits")?;
+        let store: Arc<dyn MetadataStore> = Arc::new(self.storage.connect_store().await);
+        let rabbit = RabbitOptions {
+            url: self.amqp_url.clone(),
+            prefetch: self.amqp_prefetch,
+        };
+        let queue = with_retries("broker", || RabbitQueue::connect(rabbit.clone())).await;
+        let objects = self.storage.connect_objects().await;
         let keyring = Keyring::new(MasterKey::new(&self.master_key_id, master)?, vec![]);
         Ok(Backends {
             tenants: Arc::new(TenantKeys::new(keyring, store.clone())),
@@ -160,6 +180,22 @@ impl BackendConfig {
             queue: Arc::new(queue),
         })
     }
+}
+
+/// `filestore sweep`: one chunk sweep over the production storage, then a report.
+#[derive(Debug, Clone, Args)]
+pub struct SweepCommandConfig {
+    #[command(flatten)]
+    pub storage: StorageConfig,
+    /// Chunks used within this many seconds are kept.
+    #[arg(long, env = "FILESTORE_SWEEP_GRACE", default_value_t = 3600)]
+    pub grace_secs: u64,
+}
+
+pub async fn run_sweep(cfg: SweepCommandConfig) -> anyhow::Result<SweepReport> {
+    let store = cfg.storage.connect_store().await;
+    let objects = cfg.storage.connect_objects().await;
+    Ok(sweep_chunks(&store, &objects, Duration::from_secs(cfg.grace_secs)).await?)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -273,9 +309,15 @@ pub async fn run_worker(cfg: WorkerRoleConfig) -> anyhow::Result<()> {
     ));
     tasks.push(tokio::spawn(filestore_worker::janitor::run(
         b.store.clone(),
-        b.objects,
+        b.objects.clone(),
         Duration::from_secs(cfg.worker.upload_expiry_secs),
         Duration::from_secs(cfg.worker.janitor_interval_secs.max(1)),
+    )));
+    tasks.push(tokio::spawn(filestore_worker::sweeper::run(
+        b.store.clone(),
+        b.objects.clone(),
+        cfg.worker.sweep_grace(),
+        cfg.worker.sweep_every(),
     )));
     let listener = std::net::TcpListener::bind(cfg.metrics_listen)
         .with_context(|| format!("binding {}", cfg.metrics_listen))?;

@@ -150,6 +150,22 @@ pub fn decode(
     plain_sha256: &[u8; 32],
     plain_len: usize,
 ) -> Result<Vec<u8>, CodecError> {
+    let plain = decode_authenticated(bytes, id, key, plain_len)?;
+    if &sha256(&plain) != plain_sha256 {
+        return Err(CodecError::Digest);
+    }
+    Ok(plain)
+}
+
+/// [`decode`] without the plaintext digest: authenticated and length-checked only. For readers
+/// that verify the content another way before anyone sees it (a download that checks the whole
+/// file's SHA-256 before it moves the file into place).
+pub fn decode_authenticated(
+    bytes: &[u8],
+    id: &ChunkId,
+    key: &SecretKey,
+    plain_len: usize,
+) -> Result<Vec<u8>, CodecError> {
     if bytes.len() < HEADER_LEN + TAG_LEN {
         return Err(CodecError::Truncated);
     }
@@ -179,9 +195,6 @@ pub fn decode(
     };
     if plain.len() != plain_len {
         return Err(CodecError::Decompress);
-    }
-    if &sha256(&plain) != plain_sha256 {
-        return Err(CodecError::Digest);
     }
     Ok(plain)
 }

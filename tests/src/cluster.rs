@@ -187,6 +187,22 @@ impl Cluster {
         n
     }
 
+    /// Runs a one-shot `filestore` command (`sweep`, say) with the cluster's configuration and
+    /// returns its standard output; panics with its standard error when it fails.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = Command::new(filestore_bin())
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap_or_else(|e| panic!("run filestore {args:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "filestore {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Waits until the API answers /readyz.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(90);

@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use filestore_adapters::ObjectStore;
+use filestore_domain::ChunkId;
 use filestore_tests::cluster::Cluster;
 use filestore_tests::{Api, noise, sha256_hex};
 use rand::{Rng, SeedableRng};
@@ -208,19 +210,60 @@ async fn workers_sigkilled_at_random_moments_lose_nothing_over_ten_rounds() {
         }
         all.extend(ids);
     }
-    // Every chunk the database references is in S3, every indexed chunk is referenced, and
-    // what S3 holds beyond that is reported.
+    // Every chunk the database references is in S3; what S3 holds beyond that is reported, and
+    // swept.
     let (stored, indexed, referenced) = chunk_audit(&c).await;
     let missing: Vec<_> = referenced.difference(&stored).collect();
     assert!(missing.is_empty(), "referenced but not stored: {missing:?}");
-    let orphans: Vec<_> = stored.difference(&indexed).collect();
+    assert!(referenced.is_subset(&indexed));
+    let orphans = stored.difference(&indexed).count();
+    let unreferenced = indexed.difference(&referenced).count();
     eprintln!(
-        "{} files, {} chunk objects, {} indexed, {} orphaned objects",
+        "{} files, {} chunk objects, {} indexed, {} referenced: {orphans} orphaned objects, {unreferenced} unreferenced chunks",
         all.len(),
         stored.len(),
         indexed.len(),
-        orphans.len()
+        referenced.len(),
     );
-    assert!(referenced.is_subset(&indexed));
-    assert!(orphans.is_empty(), "orphaned chunk objects: {orphans:?}");
+    // Add one of each kind, so the sweep provably has work: an object whose worker died before
+    // recording it, and a chunk recorded for a file that then failed.
+    let s3 = c.ns.s3();
+    let lost_write = ChunkId([0x5a; 32]);
+    let failed_files_chunk = ChunkId([0xa5; 32]);
+    for id in [lost_write, failed_files_chunk] {
+        s3.put_bytes(&id.object_key(), Bytes::from_static(b"sealed"))
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO chunks (owner, id, plain_size, stored_size, created_at, last_used)
+         VALUES ('bob', $1, 6, 6, 0, 0)",
+    )
+    .bind(failed_files_chunk.to_string())
+    .execute(c.ns.postgres().await.pool())
+    .await
+    .unwrap();
+
+    let out = c.run(&["sweep", "--grace-secs", "0"]);
+    eprintln!("filestore sweep: {out}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["unrecordedRemoved"], json!(orphans + 1), "{report}");
+    assert_eq!(
+        report["unreferencedRemoved"],
+        json!(unreferenced + 1),
+        "{report}"
+    );
+
+    let (stored, indexed, referenced) = chunk_audit(&c).await;
+    assert_eq!(stored, referenced, "S3 holds exactly the referenced chunks");
+    assert_eq!(
+        indexed, referenced,
+        "the index holds exactly the referenced chunks"
+    );
+    for (id, bytes) in &all {
+        assert!(
+            c.content(&t, id).await.body == *bytes,
+            "{id} after the sweep"
+        );
+    }
 }

@@ -43,6 +43,13 @@ pub struct WorkerConfig {
     /// How often the janitor looks for abandoned uploads, seconds.
     #[arg(long, env = "FILESTORE_JANITOR_INTERVAL", default_value_t = 600)]
     pub janitor_interval_secs: u64,
+    /// How often the chunk sweep looks for chunks nothing needs, seconds.
+    #[arg(long, env = "FILESTORE_SWEEP_INTERVAL", default_value_t = 3600)]
+    pub sweep_interval_secs: u64,
+    /// Chunks used within this many seconds are never swept (also the allowance for clock
+    /// skew between machines).
+    #[arg(long, env = "FILESTORE_SWEEP_GRACE", default_value_t = 3600)]
+    pub sweep_grace_secs: u64,
     /// How often a long job renews its claim on its message, milliseconds.
     #[arg(
         long,
@@ -67,6 +74,14 @@ impl WorkerConfig {
         }
     }
 
+    pub fn sweep_grace(&self) -> Duration {
+        Duration::from_secs(self.sweep_grace_secs)
+    }
+
+    pub fn sweep_every(&self) -> Duration {
+        Duration::from_secs(self.sweep_interval_secs.max(1))
+    }
+
     /// How often a long job renews its claim on its message.
     pub fn keep_alive_every(&self) -> Duration {
         Duration::from_millis(self.keep_alive_ms.max(1))
@@ -87,6 +102,8 @@ impl Default for WorkerConfig {
             keep_alive_ms: 5000,
             upload_expiry_secs: 24 * 3600,
             janitor_interval_secs: 600,
+            sweep_interval_secs: 3600,
+            sweep_grace_secs: 3600,
             blocklist: None,
         }
     }

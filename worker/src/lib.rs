@@ -9,6 +9,7 @@ pub mod retry;
 pub mod runner;
 pub mod scanner;
 pub mod stages;
+pub mod sweeper;
 mod task;
 
 pub use config::WorkerConfig;

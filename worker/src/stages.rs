@@ -218,7 +218,8 @@ async fn chunk(p: &Arc<Pipeline>, msg: FileMessage) -> Result<(), StageError> {
 }
 
 /// Stores one chunk unless the tenant already has it: the object first, then the dedupe index,
-/// so an indexed chunk always has its object.
+/// so an indexed chunk always has its object; the write holds the sweep off that chunk until it
+/// is recorded.
 async fn store_chunk(
     p: Arc<Pipeline>,
     tenant: TenantSecret,
@@ -257,12 +258,17 @@ async fn store_chunk(
         .await
         .map_err(|e| fail(&e))?;
     let stored = encoded.bytes.len() as u64;
+    let write = p
+        .store
+        .begin_chunk_write(&id_text)
+        .await
+        .map_err(|e| fail(&e))?;
     p.objects
         .put_bytes(&chunk_id.object_key(), Bytes::from(encoded.bytes))
         .await
         .map_err(|e| fail(&e))?;
-    p.store
-        .record_chunk(&owner, &id_text, u64::from(length), stored)
+    write
+        .record(&owner, u64::from(length), stored)
         .await
         .map_err(|e| fail(&e))?;
     metrics::counter!("filestore_chunks_stored_total").increment(1);

@@ -13,10 +13,12 @@ use sqlx::{ConnectOptions, Postgres, Row, Transaction};
 
 use crate::clock::now_ms;
 use crate::meta::{
-    FileRecord, MetadataStore, NewFile, OutboxMessage, PendingOutbox, StoreError, UploadRecord,
-    Usage,
+    ChunkRemoval, ChunkWrite, FileRecord, MetadataStore, NewFile, OutboxMessage, PendingOutbox,
+    StoreError, UploadRecord, Usage,
 };
-use crate::rows::{chunk_from_row, file_from_row, parse_status, to_i64, u64_col};
+use crate::rows::{SweepWindow, chunk_from_row, file_from_row, parse_status, to_i64, u64_col};
+
+mod chunks;
 
 /// How long a relay owns the outbox rows it claimed before another relay may take them.
 const OUTBOX_CLAIM: Duration = Duration::from_secs(10);
@@ -24,7 +26,7 @@ const OUTBOX_CLAIM: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
     pub url: String,
-    /// A streaming replica for reads that tolerate lag (usage, dedupe lookups, the janitor).
+    /// A streaming replica for reads that tolerate lag (usage figures).
     pub replica_url: Option<String>,
     pub max_connections: u32,
     /// How long a request waits for a connection before it is answered 503.
@@ -295,38 +297,31 @@ impl MetadataStore for PostgresStore {
         owner: &OwnerId,
         ids: &[String],
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        // A lagging replica may miss a chunk stored a moment ago; the chunk is then stored
-        // again, which content addressing makes harmless.
-        let rows =
-            sqlx::query("SELECT id, stored_size FROM chunks WHERE owner = $1 AND id = ANY($2)")
-                .bind(owner.as_str())
-                .bind(ids)
-                .fetch_all(&self.lagging)
-                .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("id")?, u64_col(row, "stored_size")?)))
-            .collect()
+        chunks::known(&self.pool, owner, ids).await
     }
 
-    async fn record_chunk(
+    async fn begin_chunk_write(&self, id: &str) -> Result<Box<dyn ChunkWrite>, StoreError> {
+        chunks::begin_write(&self.pool, id).await
+    }
+
+    async fn unreferenced_chunks(
         &self,
-        owner: &OwnerId,
+        grace: Duration,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        chunks::unreferenced(&self.pool, &SweepWindow::new(grace), limit).await
+    }
+
+    async fn unrecorded_chunks(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        chunks::unrecorded(&self.pool, ids).await
+    }
+
+    async fn claim_chunk_removal(
+        &self,
         id: &str,
-        plain_size: u64,
-        stored_size: u64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO chunks (owner, id, plain_size, stored_size, created_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (owner, id) DO NOTHING",
-        )
-        .bind(owner.as_str())
-        .bind(id)
-        .bind(to_i64(plain_size)?)
-        .bind(to_i64(stored_size)?)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        grace: Duration,
+    ) -> Result<Option<Box<dyn ChunkRemoval>>, StoreError> {
+        chunks::claim_removal(&self.pool, id, &SweepWindow::new(grace)).await
     }
 
     async fn index_file(

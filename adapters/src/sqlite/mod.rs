@@ -14,10 +14,13 @@ use tokio::sync::Mutex;
 
 use crate::clock::now_ms;
 use crate::meta::{
-    FileRecord, MetadataStore, NewFile, OutboxMessage, PendingOutbox, StoreError, UploadRecord,
-    Usage,
+    ChunkRemoval, ChunkWrite, FileRecord, MetadataStore, NewFile, OutboxMessage, PendingOutbox,
+    StoreError, UploadRecord, Usage,
 };
-use crate::rows::{chunk_from_row, file_from_row, parse_status, to_i64, u64_col};
+use crate::rows::{SweepWindow, chunk_from_row, file_from_row, parse_status, to_i64, u64_col};
+
+mod chunks;
+use chunks::ChunkLocks;
 
 /// SQLite has one writer at a time; taking turns inside the process avoids busy errors on
 /// read-then-write transactions, and `busy_timeout` covers other processes.
@@ -33,6 +36,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     relaxed: SqlitePool,
     writer: Arc<Mutex<()>>,
+    chunk_locks: ChunkLocks,
 }
 
 impl SqliteStore {
@@ -62,6 +66,7 @@ impl SqliteStore {
             pool,
             relaxed,
             writer: Arc::new(Mutex::new(())),
+            chunk_locks: ChunkLocks::new(),
         })
     }
 
@@ -76,6 +81,10 @@ impl SqliteStore {
 
     pub(crate) fn writer(&self) -> &Mutex<()> {
         &self.writer
+    }
+
+    fn chunk_locks(&self) -> &ChunkLocks {
+        &self.chunk_locks
     }
 }
 
@@ -284,44 +293,31 @@ impl MetadataStore for SqliteStore {
         owner: &OwnerId,
         ids: &[String],
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut known = Vec::new();
-        // SQLite limits bound parameters; 500 per query is well inside it.
-        for batch in ids.chunks(500) {
-            let placeholders = vec!["?"; batch.len()].join(",");
-            let sql = format!(
-                "SELECT id, stored_size FROM chunks WHERE owner = ? AND id IN ({placeholders})"
-            );
-            let mut q = sqlx::query(&sql).bind(owner.as_str());
-            for id in batch {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                known.push((row.try_get("id")?, u64_col(&row, "stored_size")?));
-            }
-        }
-        Ok(known)
+        chunks::known(self, owner, ids).await
     }
 
-    async fn record_chunk(
+    async fn begin_chunk_write(&self, id: &str) -> Result<Box<dyn ChunkWrite>, StoreError> {
+        chunks::begin_write(self, id).await
+    }
+
+    async fn unreferenced_chunks(
         &self,
-        owner: &OwnerId,
+        grace: Duration,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        chunks::unreferenced(self, &SweepWindow::new(grace), limit).await
+    }
+
+    async fn unrecorded_chunks(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        chunks::unrecorded(self, ids).await
+    }
+
+    async fn claim_chunk_removal(
+        &self,
         id: &str,
-        plain_size: u64,
-        stored_size: u64,
-    ) -> Result<(), StoreError> {
-        let _w = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO chunks (owner, id, plain_size, stored_size, created_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (owner, id) DO NOTHING",
-        )
-        .bind(owner.as_str())
-        .bind(id)
-        .bind(to_i64(plain_size)?)
-        .bind(to_i64(stored_size)?)
-        .bind(now_ms())
-        .execute(&self.relaxed)
-        .await?;
-        Ok(())
+        grace: Duration,
+    ) -> Result<Option<Box<dyn ChunkRemoval>>, StoreError> {
+        chunks::claim_removal(self, id, &SweepWindow::new(grace)).await
     }
 
     async fn index_file(
