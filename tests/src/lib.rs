@@ -14,8 +14,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub mod cluster;
+pub mod pgcluster;
 pub mod process;
 pub mod services;
+pub mod tcp_proxy;
 
 /// Chunk sizes small enough that test files of a few MiB span many chunks.
 pub fn small_chunks(worker: &mut WorkerConfig) {

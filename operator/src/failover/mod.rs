@@ -1,0 +1,9 @@
+//! PostgreSQL failover: [`decision`] says what to do given what was observed, [`routine`]
+//! observes, decides and acts through [`routine::InstanceOps`].
+pub mod decision;
+pub mod lsn;
+pub mod routine;
+
+pub use decision::{Decision, Instance, Policy, Role, decide};
+pub use lsn::Lsn;
+pub use routine::{InstanceOps, OpsError, Step, Supervisor};
