@@ -273,25 +273,27 @@ impl PgCluster {
         let Ok(pidfile) = std::fs::read_to_string(m.data.join("postmaster.pid")) else {
             return;
         };
-        let Some(pid) = pidfile.lines().next().map(str::trim) else {
+        let Some(pid) = pidfile
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+        else {
             return;
         };
-        let quiet = |cmd: &str, args: &[&str]| {
-            let _ = Command::new(cmd)
-                .args(args)
-                .stderr(std::process::Stdio::null())
-                .status();
-        };
-        quiet("pkill", &["-KILL", "-P", pid]);
-        quiet("kill", &["-KILL", pid]);
+        let mut doomed = children_of(pid);
+        doomed.push(pid);
+        let list = doomed
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        // The shell's own `kill`: no procps needed on a minimal machine.
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -KILL {list} 2>/dev/null")])
+            .status();
         // Backends gone, shared memory released: a restart or rewind can begin.
         for _ in 0..100 {
-            let alive = Command::new("pgrep")
-                .args(["-P", pid])
-                .output()
-                .is_ok_and(|o| !o.stdout.is_empty())
-                || Path::new(&format!("/proc/{pid}")).exists();
-            if !alive {
+            if !doomed.iter().any(|p| running(*p)) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -413,6 +415,44 @@ impl PgCluster {
             "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={primary_port} user=postgres application_name={name}'"
         )
     }
+}
+
+/// Whether process `pid` exists and is not a zombie waiting to be reaped.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Processes whose parent is `pid`, from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            // The parent is the second field after the command name, which is in parentheses
+            // and may itself hold spaces.
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after_name = stat.rsplit_once(')')?.1;
+                    after_name.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
 }
 
 fn path_str(p: &Path) -> &str {
