@@ -165,6 +165,18 @@ async fn tick_until(
     }
 }
 
+/// Three instances with the `acks` table, and a routine that has seen the primary serve.
+async fn supervised_cluster() -> (PgCluster, Supervisor) {
+    let pg = PgCluster::start(3).await;
+    create_table(&pg).await;
+    let mut sup = Supervisor::new(policy());
+    tick_until(&mut sup, &pg, Duration::from_secs(30), |s| {
+        matches!(s, Step::Healthy { .. })
+    })
+    .await;
+    (pg, sup)
+}
+
 /// Waits until every standby streams from the primary and has replayed all it wrote.
 async fn wait_caught_up(pg: &PgCluster) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -190,13 +202,7 @@ async fn wait_caught_up(pg: &PgCluster) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_sigkilled_mid_load_five_times_loses_no_acknowledged_commit() {
-    let pg = PgCluster::start(3).await;
-    create_table(&pg).await;
-    let mut sup = Supervisor::new(policy());
-    tick_until(&mut sup, &pg, Duration::from_secs(30), |s| {
-        matches!(s, Step::Healthy { .. })
-    })
-    .await;
+    let (pg, mut sup) = supervised_cluster().await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xFA11);
     let next_id = Arc::new(AtomicI64::new(1));
     let mut promised = BTreeSet::new();
@@ -265,13 +271,7 @@ enum Unreachable {
 }
 
 async fn refuses_while_a_standby_is_unreachable(which: Unreachable) {
-    let pg = PgCluster::start(3).await;
-    create_table(&pg).await;
-    let mut sup = Supervisor::new(policy());
-    tick_until(&mut sup, &pg, Duration::from_secs(30), |s| {
-        matches!(s, Step::Healthy { .. })
-    })
-    .await;
+    let (pg, mut sup) = supervised_cluster().await;
     let load = WriteLoad::start(pg.url(), Arc::new(AtomicI64::new(1)));
     load.wait_for(500, "before the standby goes", &pg).await;
     let mut standbys: Vec<_> = pg

@@ -43,18 +43,15 @@ pub async fn expire_stale_uploads(
     Ok(expired)
 }
 
-/// Runs [`expire_stale_uploads`] every `every`, forever.
+/// Runs [`expire_stale_uploads`] now and every `every`, forever.
 pub async fn run(
     store: Arc<dyn MetadataStore>,
     objects: Arc<dyn ObjectStore>,
     expiry: Duration,
     every: Duration,
 ) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        if let Err(e) = expire_stale_uploads(store.as_ref(), objects.as_ref(), expiry).await {
-            tracing::warn!(error = %e, "janitor pass failed; trying again later");
-        }
-    }
+    crate::periodic::run_every("janitor pass", Duration::ZERO, every, || {
+        expire_stale_uploads(store.as_ref(), objects.as_ref(), expiry)
+    })
+    .await;
 }

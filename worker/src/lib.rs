@@ -5,6 +5,7 @@
 pub mod clamd;
 pub mod config;
 pub mod janitor;
+mod periodic;
 pub mod retry;
 pub mod runner;
 pub mod scanner;

@@ -142,22 +142,18 @@ pub async fn sweep_chunks(
     Ok(report)
 }
 
-/// Runs [`sweep_chunks`] every `every`, forever.
+/// Runs [`sweep_chunks`] every `every`, forever; not at once, since a sweep right at start-up
+/// would mostly repeat the one before the restart.
 pub async fn run(
     store: Arc<dyn MetadataStore>,
     objects: Arc<dyn ObjectStore>,
     grace: Duration,
     every: Duration,
 ) {
-    let mut tick = tokio::time::interval(every);
-    // The first tick is immediate; a sweep right at start-up would only repeat the last one.
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        if let Err(e) = sweep_chunks(store.as_ref(), objects.as_ref(), grace).await {
-            tracing::warn!(error = %e, "chunk sweep failed; trying again later");
-        }
-    }
+    crate::periodic::run_every("chunk sweep", every, every, || {
+        sweep_chunks(store.as_ref(), objects.as_ref(), grace)
+    })
+    .await;
 }
 
 #[cfg(test)]
