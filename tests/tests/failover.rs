@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use filestore_operator::failover::{InstanceOps, Policy, Role, Step, Supervisor};
+use filestore_operator::failover::{
+    InstanceOps, Policy, Role, Step, Supervisor, replication_status,
+};
 use filestore_tests::cluster::Cluster;
 use filestore_tests::noise;
 use filestore_tests::pgcluster::PgCluster;
@@ -244,6 +246,15 @@ async fn the_primary_sigkilled_mid_load_five_times_loses_no_acknowledged_commit(
             }
         );
         wait_caught_up(&pg).await;
+        let status = replication_status(&pg.observe().await);
+        assert_eq!(status.primary.as_deref(), Some(promoted.as_str()));
+        assert!(
+            status
+                .standbys
+                .iter()
+                .all(|s| s.alive && s.replay_lag_bytes == Some(0)),
+            "{status:?}"
+        );
 
         promised.extend(acknowledged.iter().copied());
         let stored = stored_ids(&pg).await;

@@ -3,7 +3,9 @@
 pub mod decision;
 pub mod lsn;
 pub mod routine;
+pub mod status;
 
 pub use decision::{Decision, Instance, Policy, Role, decide};
 pub use lsn::Lsn;
 pub use routine::{InstanceOps, OpsError, Step, Supervisor};
+pub use status::{ReplicationStatus, StandbyStatus, replication_status};
