@@ -1,6 +1,8 @@
-//! The Filestore operator. So far: failover of the managed, replicated PostgreSQL, as a pure
-//! decision over what was observed and a routine that carries it out through a small trait of
-//! instance operations (a local implementation over real processes lives in the test suite).
+//! The Filestore operator. So far, its pure decisions and the routine around one of them: failover
+//! of the managed, replicated PostgreSQL (a decision over what was observed, carried out through
+//! a small trait of instance operations; a local implementation over real processes lives in the
+//! test suite), and worker autoscaling on queue depth.
 #![forbid(unsafe_code)]
 
+pub mod autoscale;
 pub mod failover;
