@@ -5,4 +5,5 @@
 #![forbid(unsafe_code)]
 
 pub mod autoscale;
+pub mod crd;
 pub mod failover;

@@ -1,10 +1,11 @@
 //! What the FileStore status reports about the database: which instance is the primary, and how
 //! far behind it each standby is.
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::failover::decision::{Instance, Role};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicationStatus {
     /// The instance serving writes, if one does.
@@ -12,7 +13,7 @@ pub struct ReplicationStatus {
     pub standbys: Vec<StandbyStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StandbyStatus {
     pub name: String,

@@ -1,0 +1,68 @@
+//! The committed CRD is the one the types generate, it carries what `kubectl` and the API server
+//! need, and the example resource fits it.
+use std::path::Path;
+
+use filestore_operator::crd::{FileStore, Provisioning, Stage, crd_yaml};
+
+fn repo_file(path: &str) -> String {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+#[test]
+fn the_committed_crd_is_not_stale() {
+    assert!(
+        repo_file("crds/filestore.yaml") == crd_yaml().unwrap(),
+        "crds/filestore.yaml is stale: run `cargo run -p filestore-operator --bin crdgen > crds/filestore.yaml`"
+    );
+}
+
+#[test]
+fn the_crd_has_a_status_subresource_printer_columns_and_cross_field_rules() {
+    let crd: serde_json::Value = serde_yaml::from_str(&crd_yaml().unwrap()).unwrap();
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["name"], "v1alpha1");
+    assert!(version["subresources"]["status"].is_object());
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["Ready", "API", "Workers", "Primary", "Age"]);
+    let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    let rule = |path: &serde_json::Value| {
+        path["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        rule(&spec["workers"]),
+        "self.minReplicas <= self.maxReplicas"
+    );
+    assert_eq!(
+        rule(&spec["database"]["properties"]["managed"]),
+        "self.synchronousStandbys < self.instances"
+    );
+    assert_eq!(
+        spec["database"]["properties"]["managed"]["properties"]["instances"]["default"],
+        3
+    );
+}
+
+#[test]
+fn the_example_parses_and_omitted_fields_take_their_defaults() {
+    let example: FileStore = serde_yaml::from_str(&repo_file("examples/filestore.yaml")).unwrap();
+    let spec = &example.spec;
+    assert_eq!(spec.database.mode, Provisioning::Managed);
+    assert_eq!(spec.database.managed.instances, 3);
+    assert_eq!(spec.database.managed.failover_delay_seconds, 30);
+    assert!(spec.database.managed.retain_volumes);
+    assert_eq!(
+        spec.workers.stages,
+        [Stage::Scan, Stage::Chunk, Stage::Index]
+    );
+    assert_eq!(spec.object_storage.region, "us-east-1");
+    assert!(spec.encryption.master_key_secret.is_none());
+}
