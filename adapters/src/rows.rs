@@ -123,3 +123,21 @@ impl SweepWindow {
         }
     }
 }
+
+/// The sweep rule, in SQL both stores speak (`$1`: unused before, `$2`: grace in ms; `c` is the
+/// `chunks` row): nothing references the chunk, and no file of its owner that is still
+/// processing entered processing before the chunk's last use (plus grace), since that file's
+/// chunk stage may have found it through dedupe.
+pub(crate) const SWEEPABLE_CHUNK: &str = "c.last_used < $1
+    AND NOT EXISTS (SELECT 1 FROM file_chunks fc WHERE fc.chunk_id = c.id)
+    AND NOT EXISTS (SELECT 1 FROM files f
+                    WHERE f.owner = c.owner AND f.status = 'processing'
+                      AND f.updated_at <= c.last_used + $2)";
+
+/// A cheap hash of a chunk id, to pick the lock that writers and the sweep share for it.
+/// Distinct chunks may share one; that only makes a writer wait for, or a sweep skip, an
+/// unrelated chunk now and then.
+pub(crate) fn chunk_lock_hash(id: &str) -> u32 {
+    id.bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+}

@@ -11,29 +11,16 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use crate::clock::now_ms;
 use crate::meta::{ChunkRemoval, ChunkWrite, StoreError};
-use crate::rows::{SweepWindow, to_i64, u64_col};
+use crate::rows::{SWEEPABLE_CHUNK, SweepWindow, chunk_lock_hash, to_i64, u64_col};
 use filestore_domain::OwnerId;
 
 /// Advisory lock class of chunk locks (the first key of the two-key form): "FSch".
 const CHUNK_LOCK_CLASS: i32 = 0x4653_6368;
 
-/// The second advisory lock key for a chunk. Distinct chunks may share one; that only makes a
-/// writer wait for, or a sweep skip, an unrelated chunk now and then.
+/// The second advisory lock key for a chunk.
 fn lock_key(id: &str) -> i32 {
-    let folded = id
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    i32::from_ne_bytes(folded.to_ne_bytes())
+    i32::from_ne_bytes(chunk_lock_hash(id).to_ne_bytes())
 }
-
-/// A chunk row the sweep may delete ($1: unused before, $2: grace in ms): nothing references
-/// it, and no file of its owner that is still processing entered processing before its last use
-/// (plus grace), since that file's chunk stage may have found it through dedupe.
-const SWEEPABLE: &str = "c.last_used < $1
-    AND NOT EXISTS (SELECT 1 FROM file_chunks fc WHERE fc.chunk_id = c.id)
-    AND NOT EXISTS (SELECT 1 FROM files f
-                    WHERE f.owner = c.owner AND f.status = 'processing'
-                      AND f.updated_at <= c.last_used + $2)";
 
 pub(super) async fn known(
     pool: &PgPool,
@@ -107,7 +94,7 @@ pub(super) async fn unreferenced(
     window: &SweepWindow,
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {
-    let sql = format!("SELECT DISTINCT c.id FROM chunks c WHERE {SWEEPABLE} LIMIT $3");
+    let sql = format!("SELECT DISTINCT c.id FROM chunks c WHERE {SWEEPABLE_CHUNK} LIMIT $3");
     Ok(sqlx::query_scalar(&sql)
         .bind(window.unused_before)
         .bind(window.grace_ms)
@@ -199,7 +186,7 @@ impl PgChunkRemoval {
             .ok_or_else(|| StoreError::Database("the chunk claim was already released".into()))?;
         // Committed before the object goes: a crash after this leaves an unrecorded object,
         // never a record without its object.
-        let sql = format!("DELETE FROM chunks c WHERE c.id = $3 AND {SWEEPABLE}");
+        let sql = format!("DELETE FROM chunks c WHERE c.id = $3 AND {SWEEPABLE_CHUNK}");
         sqlx::query(&sql)
             .bind(window.unused_before)
             .bind(window.grace_ms)

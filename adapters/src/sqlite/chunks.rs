@@ -1,8 +1,8 @@
 //! The chunk index on SQLite: dedupe lookups, recorded writes, and the sweep's claims.
 //!
 //! The embedded deployment is one process, so the exclusion between chunk writers and the sweep
-//! is a set of in-process read-write locks; the order of row and object changes is the one the
-//! PostgreSQL store keeps (see `postgres/chunks.rs`).
+//! is a set of in-process read-write locks. The sweep rule (`rows::SWEEPABLE_CHUNK`) and the
+//! order of row and object changes are the PostgreSQL store's (see `postgres/chunks.rs`).
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,7 +13,7 @@ use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use super::SqliteStore;
 use crate::clock::now_ms;
 use crate::meta::{ChunkRemoval, ChunkWrite, StoreError};
-use crate::rows::{SweepWindow, to_i64, u64_col};
+use crate::rows::{SWEEPABLE_CHUNK, SweepWindow, chunk_lock_hash, to_i64, u64_col};
 
 /// Lock stripes; chunks sharing one only wait for each other now and then.
 const STRIPES: usize = 64;
@@ -30,20 +30,10 @@ impl ChunkLocks {
     }
 
     fn stripe(&self, id: &str) -> Arc<RwLock<()>> {
-        let folded = id.bytes().fold(0usize, |h, b| {
-            h.wrapping_mul(31).wrapping_add(usize::from(b))
-        });
-        self.0[folded % self.0.len()].clone()
+        let hash = usize::try_from(chunk_lock_hash(id)).unwrap_or_default();
+        self.0[hash % self.0.len()].clone()
     }
 }
-
-/// A chunk row the sweep may delete (?1: unused before, ?2: grace in ms); the rule of
-/// `postgres/chunks.rs`.
-const SWEEPABLE: &str = "c.last_used < ?1
-    AND NOT EXISTS (SELECT 1 FROM file_chunks fc WHERE fc.chunk_id = c.id)
-    AND NOT EXISTS (SELECT 1 FROM files f
-                    WHERE f.owner = c.owner AND f.status = 'processing'
-                      AND f.updated_at <= c.last_used + ?2)";
 
 /// SQLite limits bound parameters; 500 per query is well inside it.
 const BATCH: usize = 500;
@@ -138,7 +128,7 @@ pub(super) async fn unreferenced(
     window: &SweepWindow,
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {
-    let sql = format!("SELECT DISTINCT c.id FROM chunks c WHERE {SWEEPABLE} LIMIT ?3");
+    let sql = format!("SELECT DISTINCT c.id FROM chunks c WHERE {SWEEPABLE_CHUNK} LIMIT $3");
     Ok(sqlx::query_scalar(&sql)
         .bind(window.unused_before)
         .bind(window.grace_ms)
@@ -193,7 +183,7 @@ pub(super) async fn claim_removal(
         let _w = store.writer().lock().await;
         // Fully synchronous: the object goes next, and a record that outlived it in a power cut
         // would point at nothing.
-        let sql = format!("DELETE FROM chunks AS c WHERE c.id = ?3 AND {SWEEPABLE}");
+        let sql = format!("DELETE FROM chunks AS c WHERE c.id = $3 AND {SWEEPABLE_CHUNK}");
         sqlx::query(&sql)
             .bind(window.unused_before)
             .bind(window.grace_ms)
