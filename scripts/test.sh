@@ -32,6 +32,8 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== manifests (helm lint, helm template, kubernetes-validate, CRD schema)"
+scripts/validate-manifests.sh
 echo "== test services (PostgreSQL, RabbitMQ, S3, clamd on loopback)"
 services=$(mktemp -d)
 log=$(mktemp)

@@ -39,6 +39,10 @@ impl Autoscaler {
         }
     }
 
+    pub fn policy(&self) -> &ScalePolicy {
+        &self.policy
+    }
+
     /// Workers the depth alone calls for, within the bounds.
     fn recommend(&self, depth: u64) -> u32 {
         let target = u64::from(self.policy.target_depth_per_worker.max(1));

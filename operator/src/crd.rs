@@ -11,7 +11,7 @@ use crate::failover::ReplicationStatus;
 
 /// A Filestore deployment: the API, the autoscaled worker pool, and (managed or external)
 /// PostgreSQL, RabbitMQ and object storage.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "filestore.dev",
     version = "v1alpha1",
@@ -32,8 +32,15 @@ pub struct FileStoreSpec {
     pub image: ImageSpec,
     #[serde(default)]
     pub api: ApiSpec,
-    #[serde(default)]
-    pub workers: WorkersSpec,
+    /// Worker pools, each running some stages and scaled on their queues' depth. Every stage
+    /// must be run by a pool.
+    #[serde(default = "default_pools")]
+    #[schemars(length(min = 1, max = 3))]
+    #[x_kube(
+        validation = Rule::new("['scan', 'chunk', 'index'].all(s, self.exists(p, s in p.stages))").message("every stage (scan, chunk, index) needs a worker pool"),
+        validation = Rule::new("self.all(p, self.filter(q, q.name == p.name).size() == 1)").message("worker pool names must be unique"),
+    )]
+    pub workers: Vec<WorkerPool>,
     #[serde(default)]
     pub database: DatabaseSpec,
     #[serde(default)]
@@ -43,6 +50,17 @@ pub struct FileStoreSpec {
     pub auth: AuthSpec,
     #[serde(default)]
     pub encryption: EncryptionSpec,
+    #[serde(default)]
+    pub scanner: ScannerSpec,
+}
+
+/// Malware scanning in the scan stage.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScannerSpec {
+    /// clamd address (`tcp://host:3310`); the built-in signature scanner when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clamd: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -83,7 +101,7 @@ pub enum PullPolicy {
     Never,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiSpec {
     /// API replicas behind the Service.
@@ -101,6 +119,16 @@ fn default_api_replicas() -> i32 {
     2
 }
 
+impl Default for ApiSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_api_replicas(),
+            resources: None,
+            ingress: None,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressSpec {
@@ -112,11 +140,18 @@ pub struct IngressSpec {
     pub tls_secret: Option<String>,
 }
 
-/// The worker pool, scaled on queue depth between `minReplicas` and `maxReplicas`.
+/// A worker pool, scaled on queue depth between `minReplicas` and `maxReplicas`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
-pub struct WorkersSpec {
+pub struct WorkerPool {
+    /// Names the pool's Deployment (`<filestore>-worker-<name>`).
+    #[serde(default = "default_pool_name")]
+    #[schemars(
+        length(min = 1, max = 20),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
     #[serde(default = "default_min_workers")]
     #[schemars(range(min = 0))]
     pub min_replicas: i32,
@@ -127,11 +162,20 @@ pub struct WorkersSpec {
     #[serde(default = "default_target_depth")]
     #[schemars(range(min = 1))]
     pub target_queue_depth_per_worker: i32,
-    /// Stages the pool runs; split pools scale each stage on its own.
+    /// Stages the pool runs; a stage given its own pool scales on its own.
     #[serde(default = "default_stages")]
+    #[schemars(length(min = 1, max = 3))]
     pub stages: Vec<Stage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+}
+
+fn default_pool_name() -> String {
+    "all".into()
+}
+
+fn default_pools() -> Vec<WorkerPool> {
+    vec![WorkerPool::default()]
 }
 
 fn default_min_workers() -> i32 {
@@ -147,12 +191,13 @@ fn default_target_depth() -> i32 {
 }
 
 fn default_stages() -> Vec<Stage> {
-    vec![Stage::Scan, Stage::Chunk, Stage::Index]
+    Stage::ALL.to_vec()
 }
 
-impl Default for WorkersSpec {
+impl Default for WorkerPool {
     fn default() -> Self {
         Self {
+            name: default_pool_name(),
             min_replicas: default_min_workers(),
             max_replicas: default_max_workers(),
             target_queue_depth_per_worker: default_target_depth(),
@@ -168,6 +213,20 @@ pub enum Stage {
     Scan,
     Chunk,
     Index,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Scan, Stage::Chunk, Stage::Index];
+
+    /// The pipeline stage this names; its queue and `--stages` spelling come from there.
+    pub fn pipeline(self) -> filestore_domain::messages::Stage {
+        use filestore_domain::messages::Stage as Pipeline;
+        match self {
+            Stage::Scan => Pipeline::Scan,
+            Stage::Chunk => Pipeline::Chunk,
+            Stage::Index => Pipeline::Index,
+        }
+    }
 }
 
 /// Managed (a replicated StatefulSet the operator fails over) or external (a Secret).
@@ -224,6 +283,13 @@ pub struct ManagedDatabase {
     /// Keep the volumes when the FileStore is deleted.
     #[serde(default = "default_true")]
     pub retain_volumes: bool,
+    /// PostgreSQL image (the official one or compatible: `initdb`, `pg_basebackup`, `postgres`).
+    #[serde(default = "default_postgres_image")]
+    pub image: String,
+}
+
+fn default_postgres_image() -> String {
+    "postgres:17.5".into()
 }
 
 fn default_instances() -> i32 {
@@ -255,6 +321,7 @@ impl Default for ManagedDatabase {
             storage_class: None,
             failover_delay_seconds: default_failover_delay(),
             retain_volumes: true,
+            image: default_postgres_image(),
         }
     }
 }
@@ -286,7 +353,15 @@ pub struct QueueSpec {
     #[serde(default = "default_queue_storage")]
     pub storage: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    #[serde(default = "default_rabbitmq_image")]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalService>,
+}
+
+fn default_rabbitmq_image() -> String {
+    "rabbitmq:4.1-management".into()
 }
 
 fn default_queue_replicas() -> i32 {
@@ -303,6 +378,8 @@ impl Default for QueueSpec {
             mode: Provisioning::Managed,
             replicas: default_queue_replicas(),
             storage: default_queue_storage(),
+            storage_class: None,
+            image: default_rabbitmq_image(),
             external: None,
         }
     }
@@ -344,8 +421,8 @@ pub struct AuthSpec {
     /// The identity provider's keys, by `kid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
-    /// A Secret with a PEM public key (`publicKey`) or an HS256 secret (`secret`); one is
-    /// generated when neither this nor `jwksUrl` is set.
+    /// A Secret whose `publicKey` is the PEM public key (RS256/ES256) that signs tokens. When
+    /// neither this nor `jwksUrl` is set, an HS256 development secret is generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -378,6 +455,10 @@ pub struct FileStoreStatus {
     /// The primary and each standby's lag, for a managed database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<ReplicationStatus>,
+    /// The managed database was bootstrapped: from now on an empty volume is cloned from the
+    /// primary, never initialised as a new cluster.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub database_initialised: bool,
 }
 
 /// The CRD as the YAML committed in `crds/`.

@@ -1,9 +1,14 @@
-//! The Filestore operator. So far, its pure decisions and the routine around one of them: failover
-//! of the managed, replicated PostgreSQL (a decision over what was observed, carried out through
-//! a small trait of instance operations; a local implementation over real processes lives in the
-//! test suite), and worker autoscaling on queue depth.
+//! The Filestore operator: the `FileStore` resource, the objects it owns (built by pure
+//! functions), the reconcile that applies them, worker autoscaling on queue depth, PostgreSQL
+//! failover (a decision over what was observed, carried out through a small trait of instance
+//! operations), and leader election.
 #![forbid(unsafe_code)]
 
 pub mod autoscale;
+pub mod build;
 pub mod crd;
 pub mod failover;
+pub mod leader;
+pub mod metrics;
+pub mod queue_depth;
+pub mod reconcile;

@@ -38,9 +38,10 @@ fn the_crd_has_a_status_subresource_printer_columns_and_cross_field_rules() {
             .to_owned()
     };
     assert_eq!(
-        rule(&spec["workers"]),
+        rule(&spec["workers"]["items"]),
         "self.minReplicas <= self.maxReplicas"
     );
+    assert!(rule(&spec["workers"]).contains("self.exists(p, s in p.stages)"));
     assert_eq!(
         rule(&spec["database"]["properties"]["managed"]),
         "self.synchronousStandbys < self.instances"
@@ -59,10 +60,50 @@ fn the_example_parses_and_omitted_fields_take_their_defaults() {
     assert_eq!(spec.database.managed.instances, 3);
     assert_eq!(spec.database.managed.failover_delay_seconds, 30);
     assert!(spec.database.managed.retain_volumes);
+    let pools: Vec<(&str, &[Stage])> = spec
+        .workers
+        .iter()
+        .map(|p| (p.name.as_str(), p.stages.as_slice()))
+        .collect();
     assert_eq!(
-        spec.workers.stages,
-        [Stage::Scan, Stage::Chunk, Stage::Index]
+        pools,
+        [
+            ("scan", &[Stage::Scan][..]),
+            ("pipeline", &[Stage::Chunk, Stage::Index][..])
+        ]
     );
     assert_eq!(spec.object_storage.region, "us-east-1");
     assert!(spec.encryption.master_key_secret.is_none());
+}
+
+#[test]
+fn a_minimal_filestore_takes_the_same_defaults_in_rust_as_in_the_schema() {
+    let minimal: FileStore = serde_yaml::from_str(
+        "apiVersion: filestore.dev/v1alpha1
+kind: FileStore
+metadata: {name: files}
+spec:
+  objectStorage: {rawBucket: r, chunkBucket: c, credentialsSecret: s}
+",
+    )
+    .unwrap();
+    let spec = &minimal.spec;
+    assert_eq!(spec.api.replicas, 2);
+    assert_eq!(spec.workers.len(), 1);
+    assert_eq!(spec.workers[0].name, "all");
+    assert_eq!(spec.workers[0].max_replicas, 10);
+    assert_eq!(spec.queue.replicas, 3);
+    assert_eq!(spec.database.managed.synchronous_standbys, 1);
+    let crd: serde_json::Value = serde_yaml::from_str(&crd_yaml().unwrap()).unwrap();
+    let props = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    assert_eq!(props["api"]["properties"]["replicas"]["default"], 2);
+    assert_eq!(props["queue"]["properties"]["replicas"]["default"], 3);
+}
+
+#[test]
+fn the_chart_installs_the_same_crd() {
+    assert!(
+        repo_file("charts/filestore-operator/crds/filestore.yaml") == crd_yaml().unwrap(),
+        "charts/filestore-operator/crds/filestore.yaml is stale: copy crds/filestore.yaml there"
+    );
 }

@@ -1,0 +1,315 @@
+//! The managed PostgreSQL: a StatefulSet of instances (one primary, streaming standbys,
+//! commits confirmed by a quorum of them), a read-write Service that follows the primary (by
+//! the role label the operator sets) and a read-only Service over the standbys.
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, Service, ServicePort, ServiceSpec, Volume, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::pod::{self, env, env_from_secret, mount};
+use super::process::POSTGRES_PORT;
+use super::{Inputs, LABEL_ROLE, Owned, Owner, names, secrets};
+use crate::crd::{FileStoreSpec, ManagedDatabase};
+
+pub const COMPONENT: &str = "database";
+pub const ROLE_PRIMARY: &str = "primary";
+pub const ROLE_REPLICA: &str = "replica";
+/// The `postgres` user of the official image.
+const POSTGRES_UID: i64 = 999;
+const DATA_DIR: &str = "/var/lib/postgresql/data";
+const SCRIPTS_DIR: &str = "/etc/filestore-db";
+const START_SCRIPT: &str = include_str!("database/start.sh");
+
+pub fn build(owner: &Owner, spec: &FileStoreSpec, inputs: &Inputs) -> Vec<Owned> {
+    let db = &spec.database.managed;
+    vec![
+        Owned::ConfigMap(scripts(owner, db, inputs.database_initialised)),
+        Owned::Service(governing_service(owner)),
+        Owned::Service(role_service(
+            owner,
+            names::database_read_write(&owner.name),
+            ROLE_PRIMARY,
+        )),
+        Owned::Service(role_service(
+            owner,
+            names::database_read_only(&owner.name),
+            ROLE_REPLICA,
+        )),
+        Owned::PodDisruptionBudget(disruption_budget(owner)),
+        Owned::StatefulSet(stateful_set(owner, db)),
+    ]
+}
+
+/// Instance names, as `synchronous_standby_names` lists them.
+pub fn instance_names(owner: &Owner, db: &ManagedDatabase) -> Vec<String> {
+    let set = names::database(&owner.name);
+    (0..db.instances)
+        .map(|i| names::ordinal_pod(&set, i))
+        .collect()
+}
+
+/// `ANY k (...)` over every instance: the primary is never its own standby, so the same
+/// setting holds whichever instance is primary, and failover needs no reconfiguration.
+pub fn synchronous_standby_names(owner: &Owner, db: &ManagedDatabase) -> String {
+    if db.synchronous_standbys == 0 || db.instances < 2 {
+        return String::new();
+    }
+    let quoted: Vec<String> = instance_names(owner, db)
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    format!("ANY {} ({})", db.synchronous_standbys, quoted.join(", "))
+}
+
+pub fn postgresql_conf(owner: &Owner, db: &ManagedDatabase) -> String {
+    format!(
+        "listen_addresses = '*'
+port = {POSTGRES_PORT}
+unix_socket_directories = '/var/run/postgresql'
+hba_file = '{SCRIPTS_DIR}/pg_hba.conf'
+password_encryption = scram-sha-256
+wal_level = replica
+hot_standby = on
+max_wal_senders = 10
+wal_keep_size = '1GB'
+# pg_rewind needs it to bring a former primary back as a standby.
+wal_log_hints = on
+synchronous_commit = on
+synchronous_standby_names = '{}'
+",
+        synchronous_standby_names(owner, db)
+    )
+}
+
+const PG_HBA: &str = "local all all trust
+host replication replicator all scram-sha-256
+host all all all scram-sha-256
+";
+
+pub fn scripts(owner: &Owner, db: &ManagedDatabase, initialised: bool) -> ConfigMap {
+    ConfigMap {
+        metadata: owner.meta(names::database_scripts(&owner.name), COMPONENT),
+        data: Some(BTreeMap::from([
+            ("start.sh".to_owned(), START_SCRIPT.to_owned()),
+            ("postgresql.conf".to_owned(), postgresql_conf(owner, db)),
+            ("pg_hba.conf".to_owned(), PG_HBA.to_owned()),
+            ("initialised".to_owned(), initialised.to_string()),
+        ])),
+        ..ConfigMap::default()
+    }
+}
+
+/// Gives each instance a stable DNS name, ready or not.
+pub fn governing_service(owner: &Owner) -> Service {
+    Service {
+        metadata: owner.meta(names::database(&owner.name), COMPONENT),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(owner.selector(COMPONENT)),
+            ports: Some(vec![postgres_port()]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn postgres_port() -> ServicePort {
+    ServicePort {
+        name: Some("postgres".into()),
+        port: POSTGRES_PORT,
+        target_port: Some(IntOrString::String("postgres".into())),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    }
+}
+
+pub fn role_service(owner: &Owner, name: String, role: &str) -> Service {
+    let mut selector = owner.selector(COMPONENT);
+    selector.insert(LABEL_ROLE.to_owned(), role.to_owned());
+    Service {
+        metadata: owner.meta(name, COMPONENT),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector),
+            ports: Some(vec![postgres_port()]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+pub fn disruption_budget(owner: &Owner) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: owner.meta(names::database(&owner.name), COMPONENT),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(owner.selector(COMPONENT)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+fn pod_name_env() -> EnvVar {
+    EnvVar {
+        name: "POD_NAME".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn container(owner: &Owner, db: &ManagedDatabase) -> Container {
+    let generated = names::generated_secret(&owner.name);
+    let (_, run_mount) = pod::scratch("run", "/var/run/postgresql");
+    let (_, tmp_mount) = pod::scratch("tmp", "/tmp");
+    let ready = ["pg_isready", "-q", "-h", "/var/run/postgresql"];
+    Container {
+        name: "postgres".into(),
+        image: Some(db.image.clone()),
+        command: Some(vec!["/bin/sh".into(), format!("{SCRIPTS_DIR}/start.sh")]),
+        env: Some(vec![
+            pod_name_env(),
+            env("PGDATA", format!("{DATA_DIR}/pgdata")),
+            env("PRIMARY_HOST", names::database_read_write(&owner.name)),
+            env_from_secret(
+                "POSTGRES_SUPERUSER_PASSWORD",
+                &generated,
+                secrets::SUPERUSER_PASSWORD,
+            ),
+            env_from_secret(
+                "FILESTORE_DATABASE_PASSWORD",
+                &generated,
+                secrets::DATABASE_PASSWORD,
+            ),
+            env_from_secret(
+                "REPLICATION_PASSWORD",
+                &generated,
+                secrets::REPLICATION_PASSWORD,
+            ),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("postgres".into()),
+            container_port: POSTGRES_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        // Cloning a large primary takes long: liveness starts once the instance first answers.
+        startup_probe: Some(pod::exec_probe(&ready, 10, 360)),
+        liveness_probe: Some(pod::exec_probe(&ready, 10, 6)),
+        readiness_probe: Some(pod::exec_probe(&ready, 5, 2)),
+        security_context: Some(pod::container_security()),
+        volume_mounts: Some(vec![
+            mount("data", DATA_DIR, false),
+            mount("scripts", SCRIPTS_DIR, true),
+            run_mount,
+            tmp_mount,
+        ]),
+        ..Container::default()
+    }
+}
+
+pub fn stateful_set(owner: &Owner, db: &ManagedDatabase) -> StatefulSet {
+    let labels = owner.selector(COMPONENT);
+    let (run, _) = pod::scratch("run", "/var/run/postgresql");
+    let (tmp, _) = pod::scratch("tmp", "/tmp");
+    let on_delete = if db.retain_volumes {
+        "Retain"
+    } else {
+        "Delete"
+    };
+    StatefulSet {
+        metadata: owner.meta(names::database(&owner.name), COMPONENT),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(db.instances),
+            service_name: Some(names::database(&owner.name)),
+            // Instances start on their own: a dead instance 0 must not hold back the others.
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..LabelSelector::default()
+            },
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(on_delete.into()),
+                    when_scaled: Some("Retain".into()),
+                },
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container(owner, db)],
+                    volumes: Some(vec![
+                        Volume {
+                            name: "scripts".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: names::database_scripts(&owner.name),
+                                default_mode: Some(0o555),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                        run,
+                        tmp,
+                    ]),
+                    security_context: Some(pod::pod_security(POSTGRES_UID)),
+                    automount_service_account_token: Some(false),
+                    termination_grace_period_seconds: Some(60),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![claim_template(
+                "data",
+                &db.storage,
+                db.storage_class.as_deref(),
+            )]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+/// A ReadWriteOnce volume per instance.
+pub fn claim_template(name: &str, size: &str, class: Option<&str>) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: class.map(str::to_owned),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(size.to_owned()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}

@@ -1,0 +1,230 @@
+//! Every object a FileStore owns, built by pure functions from the FileStore and what the
+//! operator observed (the generated credentials, the worker replicas the autoscaler chose).
+//! Nothing here talks to the API server; `reconcile` applies what these return.
+pub mod api;
+pub mod config;
+pub mod database;
+pub mod names;
+mod pod;
+pub mod process;
+pub mod queue;
+pub mod secrets;
+pub mod workers;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+
+use crate::crd::{FileStore, Provisioning};
+use secrets::Credentials;
+
+/// The field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "filestore-operator";
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_POOL: &str = "filestore.dev/pool";
+/// Which PostgreSQL instance serves writes: `primary` or `replica`.
+pub const LABEL_ROLE: &str = "filestore.dev/role";
+/// Hash of the settings a pod was started with, so a settings change rolls the pods.
+pub const ANNOTATION_CONFIG_HASH: &str = "filestore.dev/config-hash";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    #[error("the FileStore has no namespace")]
+    NoNamespace,
+    #[error("the FileStore has no uid yet (it was not read from the API server)")]
+    NoUid,
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+}
+
+/// What a build needs beyond the FileStore itself.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// The generated credentials, as they are (or will be) stored.
+    pub credentials: Credentials,
+    /// Replicas of each worker pool, by pool name, as the autoscaler chose.
+    pub worker_replicas: BTreeMap<String, i32>,
+    /// The managed database has been initialised: an instance 0 that finds its volume empty
+    /// must then clone from the primary rather than start a new, empty cluster.
+    pub database_initialised: bool,
+}
+
+/// One object the operator owns, typed so that builders can be checked field by field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Owned {
+    ConfigMap(ConfigMap),
+    Secret(Secret),
+    Service(Service),
+    Deployment(Deployment),
+    StatefulSet(StatefulSet),
+    PodDisruptionBudget(PodDisruptionBudget),
+    Ingress(Ingress),
+}
+
+impl Owned {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Owned::ConfigMap(_) => "ConfigMap",
+            Owned::Secret(_) => "Secret",
+            Owned::Service(_) => "Service",
+            Owned::Deployment(_) => "Deployment",
+            Owned::StatefulSet(_) => "StatefulSet",
+            Owned::PodDisruptionBudget(_) => "PodDisruptionBudget",
+            Owned::Ingress(_) => "Ingress",
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Owned::ConfigMap(o) => o.name_any(),
+            Owned::Secret(o) => o.name_any(),
+            Owned::Service(o) => o.name_any(),
+            Owned::Deployment(o) => o.name_any(),
+            Owned::StatefulSet(o) => o.name_any(),
+            Owned::PodDisruptionBudget(o) => o.name_any(),
+            Owned::Ingress(o) => o.name_any(),
+        }
+    }
+
+    /// The object as the API server takes it, with `apiVersion` and `kind`.
+    pub fn to_manifest(&self) -> serde_json::Result<serde_json::Value> {
+        fn typed<K: Resource<DynamicType = ()> + Serialize>(
+            o: &K,
+        ) -> serde_json::Result<serde_json::Value> {
+            let mut v = serde_json::to_value(o)?;
+            v["apiVersion"] = K::api_version(&()).into();
+            v["kind"] = K::kind(&()).into();
+            Ok(v)
+        }
+        match self {
+            Owned::ConfigMap(o) => typed(o),
+            Owned::Secret(o) => typed(o),
+            Owned::Service(o) => typed(o),
+            Owned::Deployment(o) => typed(o),
+            Owned::StatefulSet(o) => typed(o),
+            Owned::PodDisruptionBudget(o) => typed(o),
+            Owned::Ingress(o) => typed(o),
+        }
+    }
+}
+
+/// Who the objects belong to: namespace, owner reference and the labels they share.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub name: String,
+    pub namespace: String,
+    reference: OwnerReference,
+}
+
+impl Owner {
+    pub fn of(fs: &FileStore) -> Result<Self, BuildError> {
+        let namespace = fs.namespace().ok_or(BuildError::NoNamespace)?;
+        let reference = fs.controller_owner_ref(&()).ok_or(BuildError::NoUid)?;
+        Ok(Self {
+            name: fs.name_any(),
+            namespace,
+            reference,
+        })
+    }
+
+    /// Labels that select one component of this FileStore.
+    pub fn selector(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_NAME.to_owned(), "filestore".to_owned()),
+            (LABEL_INSTANCE.to_owned(), self.name.clone()),
+            (LABEL_COMPONENT.to_owned(), component.to_owned()),
+        ])
+    }
+
+    /// Metadata of an owned object of `component`.
+    pub fn meta(&self, name: String, component: &str) -> ObjectMeta {
+        let mut labels = self.selector(component);
+        labels.insert(LABEL_MANAGED_BY.to_owned(), FIELD_MANAGER.to_owned());
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(labels),
+            owner_references: Some(vec![self.reference.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// Everything the FileStore owns, in the order it is applied: settings and credentials first,
+/// then the backends, then the processes that use them.
+pub fn build_all(fs: &FileStore, inputs: &Inputs) -> Result<Vec<Owned>, BuildError> {
+    validate(fs)?;
+    let owner = Owner::of(fs)?;
+    let spec = &fs.spec;
+    let mut out = Vec::new();
+    out.push(Owned::Secret(secrets::generated_secret(
+        &owner,
+        &inputs.credentials,
+    )));
+    let settings = config::settings(&owner, spec);
+    out.push(Owned::ConfigMap(settings.clone()));
+    if spec.database.mode == Provisioning::Managed {
+        out.extend(database::build(&owner, spec, inputs));
+    }
+    if spec.queue.mode == Provisioning::Managed {
+        out.extend(queue::build(&owner, spec, &inputs.credentials));
+    }
+    let config_hash = config::hash(&settings);
+    out.extend(api::build(&owner, spec, &config_hash));
+    out.extend(workers::build(
+        &owner,
+        spec,
+        &inputs.worker_replicas,
+        &config_hash,
+    ));
+    Ok(out)
+}
+
+/// What the CRD's schema cannot say: checked before anything is applied.
+pub fn validate(fs: &FileStore) -> Result<(), BuildError> {
+    let invalid = |m: String| Err(BuildError::InvalidSpec(m));
+    let spec = &fs.spec;
+    for stage in crate::crd::Stage::ALL {
+        if !spec.workers.iter().any(|p| p.stages.contains(&stage)) {
+            return invalid(format!(
+                "no worker pool runs the {} stage",
+                stage.pipeline().name()
+            ));
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for pool in &spec.workers {
+        if !names.insert(pool.name.as_str()) {
+            return invalid(format!("worker pool {:?} is named twice", pool.name));
+        }
+        if pool.min_replicas > pool.max_replicas {
+            return invalid(format!(
+                "worker pool {:?}: minReplicas {} exceeds maxReplicas {}",
+                pool.name, pool.min_replicas, pool.max_replicas
+            ));
+        }
+    }
+    let db = &spec.database;
+    if db.mode == Provisioning::External && db.external.is_none() {
+        return invalid("database.mode is External but database.external is not set".into());
+    }
+    if db.mode == Provisioning::Managed && db.managed.synchronous_standbys >= db.managed.instances {
+        return invalid(format!(
+            "database.managed.synchronousStandbys ({}) must be fewer than instances ({})",
+            db.managed.synchronous_standbys, db.managed.instances
+        ));
+    }
+    if spec.queue.mode == Provisioning::External && spec.queue.external.is_none() {
+        return invalid("queue.mode is External but queue.external is not set".into());
+    }
+    Ok(())
+}

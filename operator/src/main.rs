@@ -1,0 +1,218 @@
+//! `filestore-operator`: reconciles FileStore resources (while it holds the leader lease), and
+//! serves /metrics, /healthz and /readyz. `filestore-operator render` prints the objects a
+//! FileStore would own, without a cluster.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use clap::{Parser, Subcommand};
+use filestore_operator::build::secrets::Credentials;
+use filestore_operator::build::{self, Inputs};
+use filestore_operator::crd::FileStore;
+use filestore_operator::leader::Election;
+use filestore_operator::queue_depth::RabbitProbe;
+use filestore_operator::reconcile::{self, Context};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::runtime::events::Reporter;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tokio::sync::watch;
+
+#[derive(Debug, Parser)]
+#[command(name = "filestore-operator", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Reconcile FileStores (the default).
+    Run,
+    /// Print every object the operator would own for the FileStore in FILE.
+    Render {
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunConfig {
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "FILESTORE_OPERATOR_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    listen: SocketAddr,
+    /// Watch FileStores in this namespace only; all namespaces when empty.
+    #[arg(long, env = "FILESTORE_OPERATOR_WATCH_NAMESPACE", default_value = "")]
+    watch_namespace: String,
+    /// Namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    #[arg(
+        long,
+        env = "FILESTORE_OPERATOR_LEASE",
+        default_value = "filestore-operator"
+    )]
+    lease_name: String,
+    /// This replica's name in the Lease and in events.
+    #[arg(long, env = "POD_NAME", default_value = "filestore-operator")]
+    identity: String,
+    /// Seconds a leader may go without renewing before another replica takes over.
+    #[arg(long, env = "FILESTORE_OPERATOR_LEASE_SECONDS", default_value_t = 15)]
+    lease_seconds: u64,
+    /// `json` for structured logs, `text` for people.
+    #[arg(long, env = "FILESTORE_OPERATOR_LOG_FORMAT", default_value = "json")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Render { file }) => render(&file),
+        Some(Command::Run) | None => run(cli.run).await,
+    }
+}
+
+fn render(file: &std::path::Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut fs: FileStore =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+    // Rendering outside a cluster: stand in for what the API server would have set.
+    fs.metadata
+        .namespace
+        .get_or_insert_with(|| "default".into());
+    fs.metadata
+        .uid
+        .get_or_insert_with(|| "00000000-0000-0000-0000-000000000000".into());
+    let (credentials, _) = Credentials::default().complete(&fs.spec, &mut rand::thread_rng());
+    let inputs = Inputs {
+        credentials,
+        ..Inputs::default()
+    };
+    // JSON documents: valid YAML that no YAML 1.1 reader can misread (`off` as false).
+    for object in build::build_all(&fs, &inputs)? {
+        println!(
+            "---\n{}",
+            serde_json::to_string_pretty(&object.to_manifest()?)?
+        );
+    }
+    Ok(())
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FILESTORE_LOG")
+        .unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cfg: RunConfig) -> anyhow::Result<()> {
+    init_logs(&cfg.log_format);
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ok\n" }));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics server stopped");
+        }
+    });
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let (leading_tx, mut leading) = watch::channel(false);
+    let election = Election::new(
+        client.clone(),
+        &cfg.lease_namespace,
+        &cfg.lease_name,
+        &cfg.identity,
+        Duration::from_secs(cfg.lease_seconds.max(3)),
+    );
+    tokio::spawn(election.run(leading_tx));
+    tracing::info!(identity = %cfg.identity, "waiting for the leader lease");
+    leading
+        .wait_for(|l| *l)
+        .await
+        .context("leader election stopped")?;
+    tracing::info!(identity = %cfg.identity, "leading: reconciling FileStores");
+
+    let reporter = Reporter {
+        controller: "filestore-operator".into(),
+        instance: Some(cfg.identity.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        reporter,
+        Arc::new(RabbitProbe),
+    ));
+    let ns = cfg.watch_namespace.as_str();
+    fn scoped<K>(client: &Client, ns: &str) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        if ns.is_empty() {
+            Api::all(client.clone())
+        } else {
+            Api::namespaced(client.clone(), ns)
+        }
+    }
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        build::LABEL_MANAGED_BY,
+        build::FIELD_MANAGER
+    ));
+    let controller = Controller::new(scoped::<FileStore>(&client, ns), watcher::Config::default())
+        .owns(scoped::<Deployment>(&client, ns), owned.clone())
+        .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
+        .owns(scoped::<Service>(&client, ns), owned.clone())
+        .owns(scoped::<ConfigMap>(&client, ns), owned)
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile error");
+            }
+        });
+    tokio::select! {
+        () = controller => Ok(()),
+        lost = leading.wait_for(|l| !*l) => {
+            // Another replica may lead now: stop at once rather than reconcile beside it.
+            let _ = lost;
+            anyhow::bail!("lost the leader lease; exiting so that only one replica reconciles")
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! One reconcile of a FileStore, as a pipeline with I/O only at its ends: observe what exists,
+//! decide (pure: [`plan`]), then apply every owned object with server-side apply, label the
+//! database pods, write the status and record events.
+pub mod conditions;
+pub mod observed;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+
+use crate::build::secrets::{self, Credentials};
+use crate::build::{self, BuildError, FIELD_MANAGER, LABEL_ROLE, Owned, names};
+use crate::crd::{FileStore, FileStoreStatus, Provisioning};
+use crate::queue_depth::QueueProbe;
+use observed::Observed;
+use plan::{Notice, Pools};
+
+/// Finalizer that lets the operator clean up before a FileStore goes.
+pub const FINALIZER: &str = "filestore.dev/cleanup";
+/// How often a FileStore is looked at without a change: the autoscaler's sampling period.
+pub const POLL: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("conflict writing {kind} {name}: {message}")]
+    Conflict {
+        kind: String,
+        name: String,
+        message: String,
+    },
+    #[error("forbidden to write {kind} {name}: {message} (check the operator's RBAC)")]
+    Forbidden {
+        kind: String,
+        name: String,
+        message: String,
+    },
+    #[error("Kubernetes API error on {kind} {name}: {source}")]
+    Api {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the FileStore cannot be built: {0}")]
+    Build(#[from] BuildError),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// A short, stable label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Conflict { .. } => "conflict",
+            Error::Forbidden { .. } => "forbidden",
+            Error::Api { .. } => "api",
+            Error::Build(_) => "build",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+
+    fn from_kube(kind: &str, name: &str, source: kube::Error) -> Self {
+        let (kind, name) = (kind.to_owned(), name.to_owned());
+        match &source {
+            kube::Error::Api(e) if e.code == 409 => Error::Conflict {
+                kind,
+                name,
+                message: e.message.clone(),
+            },
+            kube::Error::Api(e) if e.code == 403 => Error::Forbidden {
+                kind,
+                name,
+                message: e.message.clone(),
+            },
+            _ => Error::Api { kind, name, source },
+        }
+    }
+
+    /// How soon to try again: conflicts clear quickly, missing permissions do not.
+    pub fn requeue_after(&self) -> Duration {
+        match self {
+            Error::Conflict { .. } => Duration::from_secs(2),
+            Error::Forbidden { .. } => Duration::from_secs(60),
+            _ => Duration::from_secs(15),
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub queue_probe: Arc<dyn QueueProbe>,
+    pub pools: Mutex<Pools>,
+    started: Instant,
+}
+
+impl Context {
+    pub fn new(client: Client, reporter: Reporter, queue_probe: Arc<dyn QueueProbe>) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            queue_probe,
+            pools: Mutex::new(Pools::default()),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The controller's reconcile: the finalizer first, then apply or clean up.
+pub async fn reconcile(fs: Arc<FileStore>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = fs
+        .namespace()
+        .ok_or(Error::Build(BuildError::NoNamespace))?;
+    let api: Api<FileStore> = Api::namespaced(ctx.client.clone(), &namespace);
+    let started = Instant::now();
+    let result = finalizer(&api, FINALIZER, fs, |event| async {
+        match event {
+            finalizer::Event::Apply(fs) => apply(&fs, &ctx).await,
+            finalizer::Event::Cleanup(fs) => cleanup(&fs, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    crate::metrics::reconciled(started.elapsed(), result.as_ref().err());
+    result
+}
+
+/// What the controller does when a reconcile fails: log, count, try again later.
+pub fn error_policy(fs: Arc<FileStore>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(filestore = %fs.name_any(), namespace = ?fs.namespace(), reason = error.reason(), %error, "reconcile failed");
+    Action::requeue(error.requeue_after())
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::chrono::Utc::now())
+}
+
+async fn apply(fs: &FileStore, ctx: &Context) -> Result<Action, Error> {
+    let ns = fs
+        .namespace()
+        .ok_or(Error::Build(BuildError::NoNamespace))?;
+    if let Err(invalid) = build::validate(fs) {
+        let (status, notice) = plan::invalid(fs, &invalid, &now());
+        publish(ctx, fs, &[notice]).await;
+        write_status(ctx, fs, &ns, &status).await?;
+        return Ok(Action::await_change());
+    }
+    let seen = observe(ctx, fs, &ns).await?;
+    let stored = seen
+        .credentials
+        .as_ref()
+        .map(Credentials::from_secret)
+        .unwrap_or_default();
+    let (credentials, generated) = stored.complete(&fs.spec, &mut rand::thread_rng());
+    let elapsed = ctx.started.elapsed();
+    let (replicas, scaling) = ctx.pools.lock().await.scale(fs, &seen, elapsed);
+    crate::metrics::pools(fs, &replicas, &seen);
+    let plan = plan::plan(
+        fs,
+        &seen,
+        credentials,
+        &generated,
+        replicas,
+        scaling,
+        &now(),
+    )?;
+    for object in &plan.objects {
+        // The generated Secret is written only when a key is added, so a later reconcile can
+        // never replace what is stored.
+        if let Owned::Secret(s) = object {
+            if s.name_any() == names::generated_secret(&fs.name_any())
+                && generated.is_empty()
+                && seen.credentials.is_some()
+            {
+                continue;
+            }
+        }
+        apply_owned(&ctx.client, &ns, object).await?;
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    for (pod, role) in &plan.role_labels {
+        let patch = serde_json::json!({ "metadata": { "labels": { LABEL_ROLE: role } } });
+        pods.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| Error::from_kube("Pod", pod, e))?;
+    }
+    write_status(ctx, fs, &ns, &plan.status).await?;
+    publish(ctx, fs, &plan.notices).await;
+    Ok(Action::requeue(POLL))
+}
+
+/// Reads everything the plan depends on.
+async fn observe(ctx: &Context, fs: &FileStore, ns: &str) -> Result<Observed, Error> {
+    let client = &ctx.client;
+    let name = fs.name_any();
+    let mut seen = Observed {
+        credentials: get(client, ns, &names::generated_secret(&name)).await?,
+        api: get(client, ns, &names::api(&name)).await?,
+        ..Observed::default()
+    };
+    for pool in &fs.spec.workers {
+        if let Some(d) =
+            get::<Deployment>(client, ns, &names::worker_pool(&name, &pool.name)).await?
+        {
+            seen.pools.insert(pool.name.clone(), d);
+        }
+    }
+    if fs.spec.database.mode == Provisioning::Managed {
+        seen.database = get(client, ns, &names::database(&name)).await?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let selector = selector(&name, build::database::COMPONENT);
+        seen.database_pods = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| Error::from_kube("Pod", &selector, e))?
+            .items;
+    }
+    if fs.spec.queue.mode == Provisioning::Managed {
+        seen.queue = get(client, ns, &names::queue(&name)).await?;
+    }
+    seen.queue_depths = queue_depths(ctx, fs, ns, &seen).await;
+    Ok(seen)
+}
+
+fn selector(name: &str, component: &str) -> String {
+    format!(
+        "{}=filestore,{}={name},{}={component}",
+        build::LABEL_NAME,
+        build::LABEL_INSTANCE,
+        build::LABEL_COMPONENT
+    )
+}
+
+/// The stage queues' stats, when the broker can be reached; `None` before it exists.
+async fn queue_depths(
+    ctx: &Context,
+    fs: &FileStore,
+    ns: &str,
+    seen: &Observed,
+) -> Option<Result<BTreeMap<String, crate::queue_depth::QueueStats>, String>> {
+    let url = match (&fs.spec.queue.mode, &fs.spec.queue.external) {
+        (Provisioning::External, Some(external)) => {
+            let secret: Secret = get(&ctx.client, ns, &external.url_secret.name)
+                .await
+                .ok()??;
+            let data = secret.data?;
+            String::from_utf8(data.get(&external.url_secret.key)?.0.clone()).ok()?
+        }
+        _ => {
+            seen.queue.as_ref()?;
+            let credentials = Credentials::from_secret(seen.credentials.as_ref()?);
+            let password = credentials.get(secrets::QUEUE_PASSWORD)?;
+            format!(
+                "amqp://{}:{password}@{}.{ns}.svc:{}/%2f",
+                build::process::QUEUE_USER,
+                names::queue(&fs.name_any()),
+                build::process::AMQP_PORT
+            )
+        }
+    };
+    let queues: Vec<&str> = crate::crd::Stage::ALL
+        .iter()
+        .map(|s| s.pipeline().queue())
+        .collect();
+    Some(
+        ctx.queue_probe
+            .depths(&url, &queues)
+            .await
+            .map_err(|e| e.to_string()),
+    )
+}
+
+async fn get<K>(client: &Client, ns: &str, name: &str) -> Result<Option<K>, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::from_kube(&K::kind(&()), name, e))
+}
+
+/// Server-side apply, forcing ownership of the fields the operator manages.
+async fn ssa<K>(client: &Client, ns: &str, object: &K) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let name = object.name_any();
+    let mut manifest = serde_json::to_value(object).map_err(|e| Error::Finalizer(e.to_string()))?;
+    manifest["apiVersion"] = K::api_version(&()).into();
+    manifest["kind"] = K::kind(&()).into();
+    Api::<K>::namespaced(client.clone(), ns)
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&manifest),
+        )
+        .await
+        .map_err(|e| Error::from_kube(&K::kind(&()), &name, e))?;
+    Ok(())
+}
+
+async fn apply_owned(client: &Client, ns: &str, object: &Owned) -> Result<(), Error> {
+    match object {
+        Owned::ConfigMap(o) => ssa::<ConfigMap>(client, ns, o).await,
+        Owned::Secret(o) => ssa::<Secret>(client, ns, o).await,
+        Owned::Service(o) => ssa::<Service>(client, ns, o).await,
+        Owned::Deployment(o) => ssa::<Deployment>(client, ns, o).await,
+        Owned::StatefulSet(o) => ssa::<StatefulSet>(client, ns, o).await,
+        Owned::PodDisruptionBudget(o) => ssa::<PodDisruptionBudget>(client, ns, o).await,
+        Owned::Ingress(o) => ssa::<Ingress>(client, ns, o).await,
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    fs: &FileStore,
+    ns: &str,
+    status: &FileStoreStatus,
+) -> Result<(), Error> {
+    let api: Api<FileStore> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = serde_json::json!({
+        "apiVersion": FileStore::api_version(&()),
+        "kind": FileStore::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &fs.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|e| Error::from_kube("FileStore", &fs.name_any(), e))?;
+    Ok(())
+}
+
+/// Events are best effort: a lost event must not fail the reconcile that caused it.
+async fn publish(ctx: &Context, fs: &FileStore, notices: &[Notice]) {
+    let reference = fs.object_ref(&());
+    for n in notices {
+        let event = Event {
+            type_: if n.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: n.reason.into(),
+            note: Some(n.note.clone()),
+            action: n.action.into(),
+            secondary: None,
+        };
+        if n.warning {
+            tracing::warn!(filestore = %fs.name_any(), reason = n.reason, "{}", n.note);
+        } else {
+            tracing::info!(filestore = %fs.name_any(), reason = n.reason, "{}", n.note);
+        }
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %e, reason = n.reason, "cannot record event");
+        }
+    }
+}
+
+/// Before the FileStore goes: owned objects go with it (owner references), volumes stay unless
+/// the spec says otherwise, the generated credentials always stay (without the master key the
+/// stored chunks cannot be read).
+async fn cleanup(fs: &FileStore, ctx: &Context) -> Result<Action, Error> {
+    let ns = fs
+        .namespace()
+        .ok_or(Error::Build(BuildError::NoNamespace))?;
+    let name = fs.name_any();
+    ctx.pools.lock().await.forget(&ns, &name);
+    let db = &fs.spec.database;
+    let note = if db.mode == Provisioning::Managed && !db.managed.retain_volumes {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+        let selector = selector(&name, build::database::COMPONENT);
+        claims
+            .delete_collection(
+                &DeleteParams::default(),
+                &ListParams::default().labels(&selector),
+            )
+            .await
+            .map_err(|e| Error::from_kube("PersistentVolumeClaim", &selector, e))?;
+        format!(
+            "deleted the database volumes; kept Secret {}",
+            names::generated_secret(&name)
+        )
+    } else {
+        format!(
+            "kept the volumes and Secret {}",
+            names::generated_secret(&name)
+        )
+    };
+    publish(
+        ctx,
+        fs,
+        &[Notice {
+            warning: false,
+            reason: "CleanedUp",
+            action: "Finalize",
+            note,
+        }],
+    )
+    .await;
+    Ok(Action::await_change())
+}

@@ -1,0 +1,296 @@
+//! The decisions of one reconcile, from the FileStore and what was observed to what should be:
+//! the owned objects, pool sizes, role labels, status and the events that explain them. No I/O.
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use super::conditions::{self, READY, Verdict};
+use super::observed::{Observed, pod_ready};
+use crate::autoscale::{Autoscaler, ScalePolicy};
+use crate::build::database::{ROLE_PRIMARY, ROLE_REPLICA};
+use crate::build::secrets::Credentials;
+use crate::build::{self, BuildError, Inputs, LABEL_ROLE, Owned, names};
+use crate::crd::{FileStore, FileStoreStatus, Provisioning, WorkerPool};
+
+/// How long recommendations must stay lower before a pool shrinks.
+pub const SCALE_IN_WINDOW: Duration = Duration::from_secs(300);
+
+/// An event to record on the FileStore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    /// PascalCase, what happened.
+    pub reason: &'static str,
+    /// PascalCase, what the operator did.
+    pub action: &'static str,
+    pub note: String,
+}
+
+impl Notice {
+    fn normal(reason: &'static str, action: &'static str, note: String) -> Self {
+        Self {
+            warning: false,
+            reason,
+            action,
+            note,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub objects: Vec<Owned>,
+    /// Pods to label with a database role.
+    pub role_labels: Vec<(String, &'static str)>,
+    pub status: FileStoreStatus,
+    pub notices: Vec<Notice>,
+}
+
+/// Autoscalers of every pool the operator has seen, keyed by `namespace/name/pool`; their
+/// memory (the stabilisation window) is what makes scaling calm.
+#[derive(Debug, Default)]
+pub struct Pools(HashMap<String, Autoscaler>);
+
+fn policy(pool: &WorkerPool) -> ScalePolicy {
+    let non_negative = |v: i32| u32::try_from(v).unwrap_or(0);
+    ScalePolicy {
+        min_workers: non_negative(pool.min_replicas),
+        max_workers: non_negative(pool.max_replicas),
+        target_depth_per_worker: non_negative(pool.target_queue_depth_per_worker).max(1),
+        scale_in_window: SCALE_IN_WINDOW,
+    }
+}
+
+impl Pools {
+    /// Replicas for each pool of `fs` at `now`, and a notice per change.
+    pub fn scale(
+        &mut self,
+        fs: &FileStore,
+        seen: &Observed,
+        now: Duration,
+    ) -> (BTreeMap<String, i32>, Vec<Notice>) {
+        let prefix = format!("{}/{}/", fs.namespace().unwrap_or_default(), fs.name_any());
+        let mut replicas = BTreeMap::new();
+        let mut notices = Vec::new();
+        for pool in &fs.spec.workers {
+            let current = seen
+                .pools
+                .get(&pool.name)
+                .and_then(|d| d.spec.as_ref())
+                .and_then(|s| s.replicas)
+                .unwrap_or(pool.min_replicas)
+                .clamp(pool.min_replicas, pool.max_replicas);
+            let wanted_policy = policy(pool);
+            let scaler = self
+                .0
+                .entry(format!("{prefix}{}", pool.name))
+                .or_insert_with(|| Autoscaler::new(wanted_policy.clone()));
+            if scaler.policy() != &wanted_policy {
+                *scaler = Autoscaler::new(wanted_policy);
+            }
+            let depth = match &seen.queue_depths {
+                Some(Ok(stats)) => Some(
+                    pool.stages
+                        .iter()
+                        .filter_map(|s| stats.get(s.pipeline().queue()))
+                        .map(|q| q.messages)
+                        .sum::<u64>(),
+                ),
+                _ => None,
+            };
+            let mut to = current;
+            if let Some(depth) = depth {
+                let current_u = u32::try_from(current).unwrap_or(0);
+                if let Some(scale) = scaler.observe(now, depth, current_u) {
+                    to = i32::try_from(scale.to).unwrap_or(pool.max_replicas);
+                    notices.push(Notice::normal(
+                        "Scaled",
+                        "ScaleWorkers",
+                        format!(
+                            "worker pool {}: {current} -> {to} replicas: {}",
+                            pool.name, scale.reason
+                        ),
+                    ));
+                }
+            }
+            replicas.insert(pool.name.clone(), to);
+        }
+        (replicas, notices)
+    }
+
+    /// Forgets the pools of a deleted FileStore.
+    pub fn forget(&mut self, namespace: &str, name: &str) {
+        let prefix = format!("{namespace}/{name}/");
+        self.0.retain(|k, _| !k.starts_with(&prefix));
+    }
+}
+
+/// Role labels to set on the database pods: before the cluster exists, instance 0 becomes its
+/// first primary; an instance without a role is a replica. Moving the primary label later is
+/// the failover routine's decision, never this one's.
+pub fn role_labels(
+    fs: &FileStore,
+    seen: &Observed,
+    initialised: bool,
+) -> Vec<(String, &'static str)> {
+    if fs.spec.database.mode == Provisioning::External {
+        return Vec::new();
+    }
+    let role = |p: &k8s_openapi::api::core::v1::Pod| p.labels().get(LABEL_ROLE).cloned();
+    let has_primary = seen
+        .database_pods
+        .iter()
+        .any(|p| role(p).as_deref() == Some(ROLE_PRIMARY));
+    let first = names::ordinal_pod(&names::database(&fs.name_any()), 0);
+    let mut labels = Vec::new();
+    for pod in &seen.database_pods {
+        if role(pod).is_some() {
+            continue;
+        }
+        let name = pod.name_any();
+        if !has_primary && !initialised && name == first {
+            labels.push((name, ROLE_PRIMARY));
+        } else {
+            labels.push((name, ROLE_REPLICA));
+        }
+    }
+    labels
+}
+
+/// Everything one reconcile decides, given the credentials (completed, with the keys just
+/// generated) and the pool sizes the autoscaler chose.
+pub fn plan(
+    fs: &FileStore,
+    seen: &Observed,
+    credentials: Credentials,
+    generated: &[&str],
+    worker_replicas: BTreeMap<String, i32>,
+    scaling: Vec<Notice>,
+    now: &Time,
+) -> Result<Plan, BuildError> {
+    let previous = fs.status.clone().unwrap_or_default();
+    let initialised = previous.database_initialised
+        || seen.database_pods.iter().any(|p| {
+            p.labels().get(LABEL_ROLE).map(String::as_str) == Some(ROLE_PRIMARY) && pod_ready(p)
+        });
+    let mut notices = Vec::new();
+    if !generated.is_empty() {
+        notices.push(Notice::normal(
+            "CredentialsGenerated",
+            "GenerateSecret",
+            format!(
+                "generated {} in Secret {}",
+                generated.join(", "),
+                names::generated_secret(&fs.name_any())
+            ),
+        ));
+    }
+    notices.extend(scaling);
+    let inputs = Inputs {
+        credentials,
+        worker_replicas: worker_replicas.clone(),
+        database_initialised: initialised,
+    };
+    let objects = build::build_all(fs, &inputs)?;
+    let role_labels = role_labels(fs, seen, initialised);
+    for (pod, role) in &role_labels {
+        if *role == ROLE_PRIMARY {
+            notices.push(Notice::normal(
+                "PrimaryAssigned",
+                "LabelPrimary",
+                format!("{pod} bootstraps the database as its first primary"),
+            ));
+        }
+    }
+    let components = [
+        conditions::database(fs, seen),
+        conditions::queue(fs, seen),
+        conditions::api(fs, seen),
+        conditions::workers(fs, seen, &worker_replicas),
+    ];
+    let ready = conditions::ready(&components);
+    let degraded = conditions::degraded(fs, seen);
+    notices.extend(transition_notice(&previous, &ready));
+    let mut verdicts: Vec<Verdict> = vec![ready];
+    verdicts.extend(components);
+    verdicts.push(degraded);
+    let generation = fs.metadata.generation;
+    let status = FileStoreStatus {
+        observed_generation: generation,
+        conditions: conditions::conditions(&verdicts, &previous.conditions, generation, now),
+        api_ready_replicas: Some(super::observed::ready_replicas(seen.api.as_ref())),
+        worker_replicas: Some(worker_replicas.values().sum()),
+        database: conditions::replication(fs, seen),
+        database_initialised: initialised,
+    };
+    Ok(Plan {
+        objects,
+        role_labels,
+        status,
+        notices,
+    })
+}
+
+/// An event when `Ready` changes.
+fn transition_notice(previous: &FileStoreStatus, ready: &Verdict) -> Option<Notice> {
+    let was = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .map(|c| c.status == "True");
+    if was == Some(ready.ok) {
+        return None;
+    }
+    Some(if ready.ok {
+        Notice::normal("Ready", "ObserveComponents", ready.message.clone())
+    } else {
+        Notice {
+            warning: true,
+            reason: "NotReady",
+            action: "ObserveComponents",
+            note: ready.message.clone(),
+        }
+    })
+}
+
+/// The status of a FileStore whose spec cannot be built, and the warning that says why.
+pub fn invalid(fs: &FileStore, error: &BuildError, now: &Time) -> (FileStoreStatus, Notice) {
+    let previous = fs.status.clone().unwrap_or_default();
+    let generation = fs.metadata.generation;
+    let message = error.to_string();
+    let verdicts = [
+        Verdict {
+            type_: READY,
+            ok: false,
+            reason: "InvalidSpec",
+            message: message.clone(),
+        },
+        Verdict {
+            type_: conditions::DEGRADED,
+            ok: true,
+            reason: "InvalidSpec",
+            message: message.clone(),
+        },
+    ];
+    let mut status = previous.clone();
+    let mut kept: Vec<_> = previous
+        .conditions
+        .into_iter()
+        .filter(|c| c.type_ != READY && c.type_ != conditions::DEGRADED)
+        .collect();
+    let dated = conditions::conditions(&verdicts, &status.conditions, generation, now);
+    kept.extend(dated);
+    status.conditions = kept;
+    status.observed_generation = generation;
+    (
+        status,
+        Notice {
+            warning: true,
+            reason: "InvalidSpec",
+            action: "Validate",
+            note: message,
+        },
+    )
+}
