@@ -28,7 +28,10 @@ pub struct Scale {
 #[derive(Debug, Clone)]
 pub struct Autoscaler {
     policy: ScalePolicy,
+    /// Recommendations of the last window, oldest first.
     recent: VecDeque<(Duration, u32)>,
+    /// When the first observation came: a pool shrinks only once a whole window was seen.
+    observing_since: Option<Duration>,
 }
 
 impl Autoscaler {
@@ -36,6 +39,7 @@ impl Autoscaler {
         Self {
             policy,
             recent: VecDeque::new(),
+            observing_since: None,
         }
     }
 
@@ -56,6 +60,7 @@ impl Autoscaler {
     /// What to do with `current` workers given `depth` waiting messages at `now`.
     pub fn observe(&mut self, now: Duration, depth: u64, current: u32) -> Option<Scale> {
         let recommended = self.recommend(depth);
+        self.observing_since.get_or_insert(now);
         self.recent.push_back((now, recommended));
         let window = self.policy.scale_in_window;
         while self
@@ -75,10 +80,8 @@ impl Autoscaler {
             });
         }
         // The window must be covered by observations, or a restart would shrink at once.
-        let covered = self
-            .recent
-            .front()
-            .is_some_and(|(first, _)| now.saturating_sub(*first) >= window);
+        let since = self.observing_since.unwrap_or(now);
+        let covered = now.saturating_sub(since) >= window;
         let highest = self.recent.iter().map(|(_, r)| *r).max().unwrap_or(current);
         if covered && highest < current {
             return Some(Scale {
@@ -123,6 +126,35 @@ mod tests {
                 current
             })
             .collect()
+    }
+
+    #[test]
+    fn a_drained_queue_scales_in_after_the_window_whatever_the_sampling_times() {
+        let mut scaler = Autoscaler::new(policy());
+        let mut current = 1;
+        let mut now = Duration::ZERO;
+        let mut shrunk_at = None;
+        // Reconciles come at irregular times, never on a multiple of the window.
+        for (i, step) in [7u64, 11, 13, 9, 17].iter().cycle().take(120).enumerate() {
+            let depth = if i == 0 { 500 } else { 0 };
+            if let Some(s) = scaler.observe(now, depth, current) {
+                if s.to < current {
+                    shrunk_at.get_or_insert(now);
+                }
+                current = s.to;
+            }
+            now += Duration::from_secs(*step);
+        }
+        assert_eq!(current, 1, "the pool came back to its minimum");
+        let at = shrunk_at.expect("the pool shrank");
+        assert!(
+            at > Duration::from_secs(300),
+            "not before the window: {at:?}"
+        );
+        assert!(
+            at < Duration::from_secs(330),
+            "soon after the window: {at:?}"
+        );
     }
 
     #[test]

@@ -457,7 +457,7 @@ pub struct FileStoreStatus {
     pub database: Option<ReplicationStatus>,
     /// The managed database was bootstrapped: from now on an empty volume is cloned from the
     /// primary, never initialised as a new cluster.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub database_initialised: bool,
 }
 

@@ -428,6 +428,7 @@ fn managed_backends_are_reached_through_kubelet_composed_urls_and_no_password_is
         .credentials()
         .0
         .into_values()
+        .map(|v| String::from_utf8(v).unwrap())
         .filter(|v| v.len() > 20)
         .collect();
     for (key, manifest) in manifests.iter().filter(|(k, _)| !k.starts_with("Secret/")) {

@@ -260,6 +260,7 @@ fn running_cluster(fixture: &Fixture) -> Cluster {
         "Deployment" => format!("{APPS}/deployments/{name}"),
         "StatefulSet" => format!("{APPS}/statefulsets/{name}"),
         "Secret" => format!("{NS}/secrets/{name}"),
+        "ConfigMap" => format!("{NS}/configmaps/{name}"),
         _ => String::new(),
     };
     for object in fixture.build() {
@@ -268,7 +269,7 @@ fn running_cluster(fixture: &Fixture) -> Cluster {
             "Deployment" | "StatefulSet" => {
                 ready_workload(manifest["spec"]["replicas"].as_i64().unwrap_or(0) as i32)(manifest)
             }
-            "Secret" => manifest,
+            "Secret" | "ConfigMap" => manifest,
             _ => continue,
         };
         cluster
@@ -295,14 +296,24 @@ async fn a_first_reconcile_reads_then_applies_every_object_then_writes_status_an
             format!("GET {APPS}/deployments/files-api"),
             format!("GET {APPS}/deployments/files-worker-all"),
             format!("GET {APPS}/statefulsets/files-db"),
+            format!("GET {NS}/configmaps/files-db-scripts"),
             format!("GET {NS}/pods"),
             format!("GET {APPS}/statefulsets/files-rabbitmq"),
         ]
     );
+    let creates: Vec<String> = run
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("POST") && !l.ends_with("/events"))
+        .collect();
+    assert_eq!(
+        creates,
+        [format!("POST {NS}/secrets")],
+        "the credentials are created, never applied over"
+    );
     assert_eq!(
         run.applies(),
         [
-            format!("{NS}/secrets/files-generated"),
             format!("{NS}/configmaps/files-config"),
             format!("{NS}/configmaps/files-db-scripts"),
             format!("{NS}/services/files-db"),
@@ -430,8 +441,8 @@ async fn a_running_filestore_keeps_its_credentials_labels_its_first_primary_and_
     let reasons: Vec<String> = run.events().into_iter().map(|(_, r)| r).collect();
     assert_eq!(
         reasons,
-        ["Scaled", "PrimaryAssigned", "NotReady"],
-        "the primary is not labelled until now"
+        ["Scaled", "PrimaryAssigned", "Ready"],
+        "status is computed as it is once the labels are set"
     );
     let status = &run.body_of(&format!("{FILESTORES}/status"))["status"];
     assert_eq!(status["workerReplicas"], 10);
@@ -611,4 +622,125 @@ async fn an_invalid_spec_is_reported_in_status_and_an_event_and_nothing_is_appli
             .unwrap()
             .contains("no worker pool runs the chunk stage")
     );
+}
+
+fn remembering_primary(mut fs: FileStore, primary: &str) -> FileStore {
+    fs.status = Some(filestore_operator::crd::FileStoreStatus {
+        database: Some(filestore_operator::failover::ReplicationStatus {
+            primary: Some(primary.into()),
+            standbys: vec![],
+        }),
+        database_initialised: true,
+        ..Default::default()
+    });
+    fs
+}
+
+fn role_patches(run: &Run) -> Vec<(String, Value)> {
+    run.calls
+        .iter()
+        .filter(|c| c.path.starts_with(&format!("{NS}/pods/")))
+        .map(|c| {
+            (
+                c.path.rsplit('/').next().unwrap().to_owned(),
+                c.body["metadata"]["labels"]["filestore.dev/role"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_recreated_primary_pod_gets_its_role_back_not_a_replica_label() {
+    let mut fixture = Fixture::new();
+    fixture.database_initialised = true;
+    let mut cluster = running_cluster(&fixture);
+    // files-db-1 is primary (after a failover) and its pod was just recreated, unlabelled.
+    cluster.pods = vec![
+        pod("files-db-0", Some("replica"), true),
+        pod("files-db-1", None, false),
+        pod("files-db-2", Some("replica"), true),
+    ];
+    let fs = remembering_primary(with_finalizer(fixture.fs.clone()), "files-db-1");
+    let run = reconcile_once(fs, cluster, Some(BTreeMap::new())).await;
+    assert!(run.result.is_ok(), "{:?}", run.result);
+    assert_eq!(
+        role_patches(&run),
+        [("files-db-1".to_owned(), json!("primary"))]
+    );
+    let status = &run.body_of(&format!("{FILESTORES}/status"))["status"];
+    assert_eq!(status["database"]["primary"], "files-db-1");
+    let db = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DatabaseReady")
+        .unwrap()
+        .clone();
+    assert_eq!(db["reason"], "PrimaryNotReady");
+}
+
+#[tokio::test]
+async fn an_initialised_database_never_gets_a_new_first_primary() {
+    // The status was lost, but the scripts ConfigMap says the cluster was bootstrapped.
+    let mut fixture = Fixture::new();
+    fixture.database_initialised = true;
+    let mut cluster = running_cluster(&fixture);
+    cluster.pods = vec![
+        pod("files-db-0", None, false),
+        pod("files-db-1", None, false),
+    ];
+    let run = reconcile_once(with_finalizer(fixture.fs.clone()), cluster, None).await;
+    assert!(run.result.is_ok(), "{:?}", run.result);
+    assert_eq!(
+        role_patches(&run),
+        [
+            ("files-db-0".to_owned(), json!("replica")),
+            ("files-db-1".to_owned(), json!("replica"))
+        ]
+    );
+    let status = &run.body_of(&format!("{FILESTORES}/status"))["status"];
+    assert_eq!(status["databaseInitialised"], true);
+}
+
+#[tokio::test]
+async fn a_storage_change_keeps_the_live_volume_claims_and_says_why() {
+    let fixture = Fixture::new();
+    let cluster = running_cluster(&fixture);
+    let bigger = fixture
+        .clone()
+        .with(|s| s.database.managed.storage = "50Gi".into());
+    let run = reconcile_once(with_finalizer(bigger.fs.clone()), cluster, None).await;
+    assert!(run.result.is_ok(), "{:?}", run.result);
+    let set = run.body_of(&format!("{APPS}/statefulsets/files-db"));
+    assert_eq!(
+        set["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        "10Gi"
+    );
+    assert!(
+        run.events()
+            .contains(&("Warning".to_owned(), "StorageChangeNotApplied".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn credentials_a_changed_spec_needs_are_added_on_the_stored_version_only() {
+    let fixture = Fixture::new();
+    let mut cluster = running_cluster(&fixture);
+    let path = format!("{NS}/secrets/files-generated");
+    let secret = cluster.objects.get_mut(&path).unwrap();
+    secret["metadata"]["resourceVersion"] = "41".into();
+    let data = secret["data"].as_object_mut().unwrap();
+    let kept = data.clone();
+    data.remove("erlangCookie");
+    let run = reconcile_once(with_finalizer(fixture.fs.clone()), cluster, None).await;
+    assert!(run.result.is_ok(), "{:?}", run.result);
+    let written = run.body_of(&path);
+    assert_eq!(
+        written["metadata"]["resourceVersion"], "41",
+        "a precondition on the stored version"
+    );
+    for (key, value) in kept.iter().filter(|(k, _)| *k != "erlangCookie") {
+        assert_eq!(&written["data"][key], value, "{key} is kept as stored");
+    }
+    assert!(written["data"]["erlangCookie"].is_string());
 }

@@ -74,7 +74,7 @@ pub fn synchronous_standby_names(owner: &Owner, db: &ManagedDatabase) -> String 
 pub fn postgresql_conf(owner: &Owner, db: &ManagedDatabase) -> String {
     format!(
         "listen_addresses = '*'
-port = {POSTGRES_PORT}
+# The port is PostgreSQL's default ({POSTGRES_PORT}), or PGPORT's.
 unix_socket_directories = '/var/run/postgresql'
 hba_file = '{SCRIPTS_DIR}/pg_hba.conf'
 password_encryption = scram-sha-256

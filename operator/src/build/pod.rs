@@ -16,6 +16,9 @@ pub fn pod_security(uid: i64) -> PodSecurityContext {
         run_as_user: Some(uid),
         run_as_group: Some(uid),
         fs_group: Some(uid),
+        // Only when the volume's owner is wrong: re-chmodding PostgreSQL's data directory on
+        // every mount would make it refuse to start.
+        fs_group_change_policy: Some("OnRootMismatch".into()),
         seccomp_profile: Some(SeccompProfile {
             type_: "RuntimeDefault".into(),
             ..SeccompProfile::default()

@@ -140,6 +140,9 @@ pub fn container(
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
+        // A process waits for its database and broker before it serves: on a new FileStore
+        // that takes minutes, which liveness must not count.
+        startup_probe: Some(pod::http_probe("/healthz", port.0, 10, 90)),
         liveness_probe: Some(pod::http_probe("/healthz", port.0, 10, 3)),
         readiness_probe: Some(pod::http_probe("/readyz", port.0, 5, 2)),
         security_context: Some(pod::container_security()),

@@ -23,23 +23,20 @@ pub const URL_SIGNING_KEY: &str = "urlSigningKey";
 /// The id the generated master key is known by (the key material is what matters).
 pub const GENERATED_MASTER_KEY_ID: &str = "generated-1";
 
-/// Generated credentials by key, as stored in the `<name>-generated` Secret.
+/// Generated credentials by key, as stored in the `<name>-generated` Secret: bytes, exactly as
+/// stored, so that writing them back can never change one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Credentials(pub BTreeMap<String, String>);
+pub struct Credentials(pub BTreeMap<String, Vec<u8>>);
 
 impl Credentials {
-    /// Read back from the stored Secret; keys that are not UTF-8 are left out (and so made
-    /// anew only if the spec needs them, which never replaces a readable value).
     pub fn from_secret(secret: &Secret) -> Self {
         let data = secret.data.iter().flatten();
-        Self(
-            data.filter_map(|(k, v)| Some((k.clone(), String::from_utf8(v.0.clone()).ok()?)))
-                .collect(),
-        )
+        Self(data.map(|(k, v)| (k.clone(), v.0.clone())).collect())
     }
 
+    /// The value of `key`, if it is there and is text.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.0.get(key).and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// These credentials with every key `spec` needs, generating the missing ones; returns the
@@ -60,7 +57,7 @@ impl Credentials {
             } else {
                 random_hex(rng)
             };
-            out.0.insert(key.to_owned(), value);
+            out.0.insert(key.to_owned(), value.into_bytes());
             generated.push(key);
         }
         (out, generated)
@@ -105,7 +102,7 @@ pub fn generated_secret(owner: &Owner, credentials: &Credentials) -> Secret {
             credentials
                 .0
                 .iter()
-                .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+                .map(|(k, v)| (k.clone(), ByteString(v.clone())))
                 .collect(),
         ),
         ..Secret::default()

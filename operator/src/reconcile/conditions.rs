@@ -1,5 +1,6 @@
 //! The FileStore's status conditions, computed from what was observed: one per component, then
 //! `Ready` (every component is) and `Degraded` (something runs below what was asked for).
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
@@ -115,14 +116,22 @@ pub fn database(fs: &FileStore, seen: &Observed) -> Verdict {
     };
     let ready = set_ready_replicas(Some(set));
     let instances = db.managed.instances;
-    let primary = primary_pod(seen);
     let needed = db.managed.synchronous_standbys + 1;
-    match primary {
+    match primary_pod(seen) {
         None => verdict(
             DATABASE_READY,
             false,
             "NoPrimary",
-            format!("no ready primary; {ready} of {instances} instances ready"),
+            format!("no instance is primary; {ready} of {instances} instances ready"),
+        ),
+        Some(p) if !pod_ready(p) => verdict(
+            DATABASE_READY,
+            false,
+            "PrimaryNotReady",
+            format!(
+                "primary {} is not ready; {ready} of {instances} instances ready",
+                p.name_any()
+            ),
         ),
         Some(_) if ready < needed => verdict(
             DATABASE_READY,
@@ -137,19 +146,19 @@ pub fn database(fs: &FileStore, seen: &Observed) -> Verdict {
             DATABASE_READY,
             true,
             "PrimaryReady",
-            format!("primary {p}; {ready} of {instances} instances ready"),
+            format!(
+                "primary {}; {ready} of {instances} instances ready",
+                p.name_any()
+            ),
         ),
     }
 }
 
-/// The ready instance labelled primary.
-pub fn primary_pod(seen: &Observed) -> Option<String> {
+/// The instance labelled primary, ready or not.
+pub fn primary_pod(seen: &Observed) -> Option<&Pod> {
     seen.database_pods
         .iter()
-        .find(|p| {
-            p.labels().get(LABEL_ROLE).map(String::as_str) == Some(ROLE_PRIMARY) && pod_ready(p)
-        })
-        .map(|p| p.name_any())
+        .find(|p| p.labels().get(LABEL_ROLE).map(String::as_str) == Some(ROLE_PRIMARY))
 }
 
 pub fn queue(fs: &FileStore, seen: &Observed) -> Verdict {
@@ -292,7 +301,7 @@ pub fn replication(fs: &FileStore, seen: &Observed) -> Option<ReplicationStatus>
     if fs.spec.database.mode == Provisioning::External {
         return None;
     }
-    let primary = primary_pod(seen);
+    let primary = primary_pod(seen).map(|p| p.name_any());
     Some(ReplicationStatus {
         standbys: seen
             .database_pods

@@ -35,6 +35,7 @@ use plan::{Notice, Pools};
 pub const FINALIZER: &str = "filestore.dev/cleanup";
 /// How often a FileStore is looked at without a change: the autoscaler's sampling period.
 pub const POLL: Duration = Duration::from_secs(15);
+const DEPTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -184,25 +185,34 @@ async fn apply(fs: &FileStore, ctx: &Context) -> Result<Action, Error> {
         scaling,
         &now(),
     )?;
+    let generated_name = names::generated_secret(&fs.name_any());
     for object in &plan.objects {
-        // The generated Secret is written only when a key is added, so a later reconcile can
-        // never replace what is stored.
-        if let Owned::Secret(s) = object {
-            if s.name_any() == names::generated_secret(&fs.name_any())
-                && generated.is_empty()
-                && seen.credentials.is_some()
-            {
-                continue;
+        match object {
+            Owned::Secret(secret) if secret.name_any() == generated_name => {
+                write_credentials(
+                    &ctx.client,
+                    &ns,
+                    secret,
+                    seen.credentials.as_ref(),
+                    &generated,
+                )
+                .await?;
             }
+            _ => apply_owned(&ctx.client, &ns, object).await?,
         }
-        apply_owned(&ctx.client, &ns, object).await?;
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     for (pod, role) in &plan.role_labels {
         let patch = serde_json::json!({ "metadata": { "labels": { LABEL_ROLE: role } } });
-        pods.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+        match pods
+            .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| Error::from_kube("Pod", pod, e))?;
+        {
+            Ok(_) => {}
+            // Gone since it was listed: the next reconcile labels its successor.
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(Error::from_kube("Pod", pod, e)),
+        }
     }
     write_status(ctx, fs, &ns, &plan.status).await?;
     publish(ctx, fs, &plan.notices).await;
@@ -227,6 +237,10 @@ async fn observe(ctx: &Context, fs: &FileStore, ns: &str) -> Result<Observed, Er
     }
     if fs.spec.database.mode == Provisioning::Managed {
         seen.database = get(client, ns, &names::database(&name)).await?;
+        let scripts: Option<ConfigMap> = get(client, ns, &names::database_scripts(&name)).await?;
+        seen.database_marked_initialised = scripts
+            .and_then(|c| c.data)
+            .is_some_and(|d| d.get("initialised").map(String::as_str) == Some("true"));
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         let selector = selector(&name, build::database::COMPONENT);
         seen.database_pods = pods
@@ -282,11 +296,12 @@ async fn queue_depths(
         .iter()
         .map(|s| s.pipeline().queue())
         .collect();
+    // A broker that accepts connections but never answers must not hold up the reconcile.
     Some(
-        ctx.queue_probe
-            .depths(&url, &queues)
-            .await
-            .map_err(|e| e.to_string()),
+        match tokio::time::timeout(DEPTH_TIMEOUT, ctx.queue_probe.depths(&url, &queues)).await {
+            Ok(depths) => depths.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer from RabbitMQ within {DEPTH_TIMEOUT:?}")),
+        },
     )
 }
 
@@ -324,6 +339,34 @@ where
         )
         .await
         .map_err(|e| Error::from_kube(&K::kind(&()), &name, e))?;
+    Ok(())
+}
+
+/// The generated credentials are created once (a create, so that two writers cannot both
+/// succeed) and later only extended, with the stored version as a precondition: whatever
+/// happens, a stored key is never replaced.
+async fn write_credentials(
+    client: &Client,
+    ns: &str,
+    secret: &Secret,
+    stored: Option<&Secret>,
+    generated: &[&str],
+) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let name = secret.name_any();
+    match stored {
+        None => {
+            api.create(&kube::api::PostParams::default(), secret)
+                .await
+                .map_err(|e| Error::from_kube("Secret", &name, e))?;
+        }
+        Some(_) if generated.is_empty() => {}
+        Some(stored) => {
+            let mut extended = secret.clone();
+            extended.metadata.resource_version = stored.metadata.resource_version.clone();
+            ssa(client, ns, &extended).await?;
+        }
+    }
     Ok(())
 }
 

@@ -15,6 +15,9 @@ pub struct Observed {
     pub pools: BTreeMap<String, Deployment>,
     pub database: Option<StatefulSet>,
     pub database_pods: Vec<Pod>,
+    /// The database scripts say the cluster was bootstrapped (a second record of it, beside
+    /// the status, so that neither alone can forget it).
+    pub database_marked_initialised: bool,
     pub queue: Option<StatefulSet>,
     /// Stage queue stats by queue name, or why they could not be read.
     pub queue_depths: Option<Result<BTreeMap<String, QueueStats>, String>>,

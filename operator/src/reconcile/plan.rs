@@ -127,14 +127,15 @@ impl Pools {
     }
 }
 
-/// Role labels to set on the database pods: before the cluster exists, instance 0 becomes its
-/// first primary; an instance without a role is a replica. Moving the primary label later is
-/// the failover routine's decision, never this one's.
+/// Role labels to set on the database pods, and why. Before the cluster exists, instance 0
+/// becomes its first primary. A recreated pod has lost its label: the instance the status
+/// remembers as primary gets it back. Any other instance without a role is a replica. Moving
+/// the primary label to another instance is the failover routine's decision, never this one's.
 pub fn role_labels(
     fs: &FileStore,
     seen: &Observed,
     initialised: bool,
-) -> Vec<(String, &'static str)> {
+) -> Vec<(String, &'static str, Option<String>)> {
     if fs.spec.database.mode == Provisioning::External {
         return Vec::new();
     }
@@ -143,6 +144,11 @@ pub fn role_labels(
         .database_pods
         .iter()
         .any(|p| role(p).as_deref() == Some(ROLE_PRIMARY));
+    let remembered = fs
+        .status
+        .as_ref()
+        .and_then(|s| s.database.as_ref())
+        .and_then(|d| d.primary.clone());
     let first = names::ordinal_pod(&names::database(&fs.name_any()), 0);
     let mut labels = Vec::new();
     for pod in &seen.database_pods {
@@ -150,13 +156,72 @@ pub fn role_labels(
             continue;
         }
         let name = pod.name_any();
-        if !has_primary && !initialised && name == first {
-            labels.push((name, ROLE_PRIMARY));
+        if !has_primary && remembered.as_deref() == Some(name.as_str()) {
+            let why = format!("{name} was recreated and is labelled primary again");
+            labels.push((name, ROLE_PRIMARY, Some(why)));
+        } else if !has_primary && !initialised && remembered.is_none() && name == first {
+            let why = format!("{name} bootstraps the database as its first primary");
+            labels.push((name, ROLE_PRIMARY, Some(why)));
         } else {
-            labels.push((name, ROLE_REPLICA));
+            labels.push((name, ROLE_REPLICA, None));
         }
     }
     labels
+}
+
+/// What was observed, as it will be once `labels` are set.
+fn with_roles(seen: &Observed, labels: &[(String, &'static str, Option<String>)]) -> Observed {
+    let mut after = seen.clone();
+    for pod in &mut after.database_pods {
+        if let Some((_, role, _)) = labels.iter().find(|(name, _, _)| *name == pod.name_any()) {
+            pod.labels_mut()
+                .insert(LABEL_ROLE.to_owned(), (*role).to_owned());
+        }
+    }
+    after
+}
+
+/// Volume claim templates cannot change once a StatefulSet exists: keep the live ones, and say
+/// that the requested change needs a manual migration.
+fn keep_claim_templates(objects: &mut [Owned], seen: &Observed, notices: &mut Vec<Notice>) {
+    for object in objects.iter_mut() {
+        let Owned::StatefulSet(set) = object else {
+            continue;
+        };
+        let name = set.name_any();
+        let live = [seen.database.as_ref(), seen.queue.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|l| l.name_any() == name);
+        let (Some(live), Some(spec)) = (live.and_then(|l| l.spec.as_ref()), set.spec.as_mut())
+        else {
+            continue;
+        };
+        let claim_sizes = |t: &Option<Vec<k8s_openapi::api::core::v1::PersistentVolumeClaim>>| {
+            t.iter()
+                .flatten()
+                .map(|c| {
+                    let spec = c.spec.clone().unwrap_or_default();
+                    (
+                        spec.storage_class_name,
+                        spec.resources.and_then(|r| r.requests),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        if claim_sizes(&spec.volume_claim_templates) != claim_sizes(&live.volume_claim_templates) {
+            notices.push(Notice {
+                warning: true,
+                reason: "StorageChangeNotApplied",
+                action: "KeepVolumeClaims",
+                note: format!(
+                    "{}: the volume size or class of an existing StatefulSet cannot change; resize the claims themselves (if the storage class allows expansion)",
+                    name
+                ),
+            });
+            spec.volume_claim_templates = live.volume_claim_templates.clone();
+        }
+    }
 }
 
 /// Everything one reconcile decides, given the credentials (completed, with the keys just
@@ -172,6 +237,7 @@ pub fn plan(
 ) -> Result<Plan, BuildError> {
     let previous = fs.status.clone().unwrap_or_default();
     let initialised = previous.database_initialised
+        || seen.database_marked_initialised
         || seen.database_pods.iter().any(|p| {
             p.labels().get(LABEL_ROLE).map(String::as_str) == Some(ROLE_PRIMARY) && pod_ready(p)
         });
@@ -193,17 +259,19 @@ pub fn plan(
         worker_replicas: worker_replicas.clone(),
         database_initialised: initialised,
     };
-    let objects = build::build_all(fs, &inputs)?;
-    let role_labels = role_labels(fs, seen, initialised);
-    for (pod, role) in &role_labels {
-        if *role == ROLE_PRIMARY {
+    let mut objects = build::build_all(fs, &inputs)?;
+    keep_claim_templates(&mut objects, seen, &mut notices);
+    let labels = role_labels(fs, seen, initialised);
+    for (_, _, why) in &labels {
+        if let Some(why) = why {
             notices.push(Notice::normal(
                 "PrimaryAssigned",
                 "LabelPrimary",
-                format!("{pod} bootstraps the database as its first primary"),
+                why.clone(),
             ));
         }
     }
+    let seen = &with_roles(seen, &labels);
     let components = [
         conditions::database(fs, seen),
         conditions::queue(fs, seen),
@@ -227,7 +295,10 @@ pub fn plan(
     };
     Ok(Plan {
         objects,
-        role_labels,
+        role_labels: labels
+            .into_iter()
+            .map(|(pod, role, _)| (pod, role))
+            .collect(),
         status,
         notices,
     })
