@@ -10,11 +10,10 @@ use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
 };
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::pod::{env, env_from_secret, mount};
+use super::pod::{self, env, env_from_secret, mount};
 use super::{Owned, Owner, names, process, secrets};
 use crate::crd::FileStoreSpec;
 
@@ -26,7 +25,11 @@ pub fn build(owner: &Owner, spec: &FileStoreSpec, config_hash: &str) -> Vec<Owne
     let mut out = vec![
         Owned::Deployment(deployment(owner, spec, config_hash)),
         Owned::Service(service(owner)),
-        Owned::PodDisruptionBudget(disruption_budget(owner)),
+        Owned::PodDisruptionBudget(pod::disruption_budget(
+            owner,
+            names::api(&owner.name),
+            COMPONENT,
+        )),
     ];
     if let Some(wanted) = &spec.api.ingress {
         out.push(Owned::Ingress(ingress(owner, wanted)));
@@ -117,21 +120,6 @@ pub fn service(owner: &Owner) -> Service {
             ..ServiceSpec::default()
         }),
         ..Service::default()
-    }
-}
-
-pub fn disruption_budget(owner: &Owner) -> PodDisruptionBudget {
-    PodDisruptionBudget {
-        metadata: owner.meta(names::api(&owner.name), COMPONENT),
-        spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector {
-                match_labels: Some(owner.selector(COMPONENT)),
-                ..LabelSelector::default()
-            }),
-            ..PodDisruptionBudgetSpec::default()
-        }),
-        ..PodDisruptionBudget::default()
     }
 }
 

@@ -7,11 +7,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Service, ServicePort, ServiceSpec, Volume, VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec, Volume,
+    VolumeResourceRequirements,
 };
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -45,7 +44,11 @@ pub fn build(owner: &Owner, spec: &FileStoreSpec, inputs: &Inputs) -> Vec<Owned>
             names::database_read_only(&owner.name),
             ROLE_REPLICA,
         )),
-        Owned::PodDisruptionBudget(disruption_budget(owner)),
+        Owned::PodDisruptionBudget(pod::disruption_budget(
+            owner,
+            names::database(&owner.name),
+            COMPONENT,
+        )),
         Owned::StatefulSet(stateful_set(owner, db)),
     ]
 }
@@ -149,35 +152,6 @@ pub fn role_service(owner: &Owner, name: String, role: &str) -> Service {
     }
 }
 
-pub fn disruption_budget(owner: &Owner) -> PodDisruptionBudget {
-    PodDisruptionBudget {
-        metadata: owner.meta(names::database(&owner.name), COMPONENT),
-        spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector {
-                match_labels: Some(owner.selector(COMPONENT)),
-                ..LabelSelector::default()
-            }),
-            ..PodDisruptionBudgetSpec::default()
-        }),
-        ..PodDisruptionBudget::default()
-    }
-}
-
-fn pod_name_env() -> EnvVar {
-    EnvVar {
-        name: "POD_NAME".into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: "metadata.name".into(),
-                ..ObjectFieldSelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
 fn container(owner: &Owner, db: &ManagedDatabase) -> Container {
     let generated = names::generated_secret(&owner.name);
     let (_, run_mount) = pod::scratch("run", "/var/run/postgresql");
@@ -188,7 +162,7 @@ fn container(owner: &Owner, db: &ManagedDatabase) -> Container {
         image: Some(db.image.clone()),
         command: Some(vec!["/bin/sh".into(), format!("{SCRIPTS_DIR}/start.sh")]),
         env: Some(vec![
-            pod_name_env(),
+            pod::field_env("POD_NAME", "metadata.name"),
             env("PGDATA", format!("{DATA_DIR}/pgdata")),
             env("PRIMARY_HOST", names::database_read_write(&owner.name)),
             env_from_secret(

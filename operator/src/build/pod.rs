@@ -2,10 +2,14 @@
 //! capabilities, probes over HTTP or a command, environment from Secrets.
 use k8s_openapi::api::core::v1::{
     Capabilities, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
-    PodSecurityContext, Probe, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
-    VolumeMount,
+    ObjectFieldSelector, PodSecurityContext, Probe, SeccompProfile, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::Owner;
 
 /// The user the Filestore image runs as (distroless `nonroot`).
 pub const FILESTORE_UID: i64 = 65532;
@@ -107,5 +111,36 @@ pub fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
         mount_path: path.into(),
         read_only: read_only.then_some(true),
         ..VolumeMount::default()
+    }
+}
+
+/// An env var from the pod's own fields (`metadata.name`, ...).
+pub fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// Voluntary disruptions (drains, upgrades) take at most one pod of `component` at a time.
+pub fn disruption_budget(owner: &Owner, name: String, component: &str) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: owner.meta(name, component),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(owner.selector(component)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
     }
 }

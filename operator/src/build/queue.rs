@@ -8,11 +8,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapProjection, Container, ContainerPort, EnvVar, EnvVarSource, KeyToPath,
-    ObjectFieldSelector, PodSpec, PodTemplateSpec, ProjectedVolumeSource, Secret, SecretProjection,
-    SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeProjection,
+    ConfigMap, ConfigMapProjection, Container, ContainerPort, KeyToPath, PodSpec, PodTemplateSpec,
+    ProjectedVolumeSource, Secret, SecretProjection, SecretVolumeSource, Service, ServicePort,
+    ServiceSpec, Volume, VolumeProjection,
 };
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -38,7 +37,11 @@ pub fn build(owner: &Owner, spec: &FileStoreSpec, credentials: &Credentials) -> 
         Owned::Secret(default_user(owner, credentials)),
         Owned::Service(nodes_service(owner)),
         Owned::Service(client_service(owner)),
-        Owned::PodDisruptionBudget(disruption_budget(owner)),
+        Owned::PodDisruptionBudget(pod::disruption_budget(
+            owner,
+            names::queue(&owner.name),
+            COMPONENT,
+        )),
         Owned::StatefulSet(stateful_set(owner, queue)),
     ]
 }
@@ -154,42 +157,13 @@ pub fn client_service(owner: &Owner) -> Service {
     }
 }
 
-pub fn disruption_budget(owner: &Owner) -> PodDisruptionBudget {
-    PodDisruptionBudget {
-        metadata: owner.meta(names::queue(&owner.name), COMPONENT),
-        spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector {
-                match_labels: Some(owner.selector(COMPONENT)),
-                ..LabelSelector::default()
-            }),
-            ..PodDisruptionBudgetSpec::default()
-        }),
-        ..PodDisruptionBudget::default()
-    }
-}
-
-fn field_env(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.into(),
-                ..ObjectFieldSelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
 fn container(owner: &Owner, queue: &QueueSpec) -> Container {
     let (_, tmp_mount) = pod::scratch("tmp", "/tmp");
     Container {
         name: "rabbitmq".into(),
         image: Some(queue.image.clone()),
         env: Some(vec![
-            field_env("POD_NAME", "metadata.name"),
+            pod::field_env("POD_NAME", "metadata.name"),
             env(
                 "RABBITMQ_NODENAME",
                 format!(
