@@ -56,7 +56,7 @@ echo "helm lint --strict (default and full values)"
 echo "filestore-operator render (every example FileStore)"
 cargo build -q --locked -p filestore-operator --bin filestore-operator
 for example in examples/*.yaml; do
-  target/debug/filestore-operator render -f "$example" >"$OUT/operator-$(basename "$example")"
+  "${CARGO_TARGET_DIR:-target}/debug/filestore-operator" render -f "$example" >"$OUT/operator-$(basename "$example")"
 done
 
 # The validator must be able to fail: an object with an unknown field is refused.
