@@ -12,7 +12,7 @@ use filestore_operator::failover::{Instance, InstanceOps, Lsn, OpsError, Role};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 
-use crate::process::free_port;
+use crate::process::{command_as, free_port, running_as_root};
 use crate::services::Services;
 use crate::tcp_proxy::TcpProxy;
 
@@ -31,13 +31,6 @@ pub struct PgCluster {
     fenced: Mutex<HashSet<String>>,
     /// What each member was when it last answered, for reporting the dead.
     last_seen: Mutex<HashMap<String, Instance>>,
-}
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 fn ops_error(op: &'static str, instance: &str, reason: impl std::fmt::Display) -> OpsError {
@@ -171,13 +164,7 @@ impl PgCluster {
 
     fn pg(&self, tool: &str, args: &[&str]) -> Result<(), String> {
         let bin = self.bin.join(tool);
-        let mut cmd = if running_as_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", &self.user, "--"]).arg(&bin);
-            c
-        } else {
-            Command::new(&bin)
-        };
+        let mut cmd = command_as(&self.user, &bin);
         let out = cmd
             .args(args)
             .stdin(std::process::Stdio::null())

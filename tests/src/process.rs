@@ -43,6 +43,25 @@ pub struct DevProcess {
     pub token: String,
 }
 
+pub fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// `program` run as `user` when we are root (PostgreSQL refuses to run as root), as ourselves
+/// otherwise.
+pub fn command_as(user: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", user, "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -104,17 +104,7 @@ impl Services {
         let bin = format!("{}/pg_ctl", self.var("FILESTORE_TEST_PG_BIN"));
         let data = self.var("FILESTORE_TEST_PG_DATA");
         let user = self.var("FILESTORE_TEST_PG_USER");
-        let running_as_root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-        let mut cmd = if running_as_root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", user, "--", &bin]);
-            c
-        } else {
-            Command::new(&bin)
-        };
+        let mut cmd = crate::process::command_as(user, &bin);
         cmd.args(["-D", data, "-w", "-t", "60"]).args(args);
         if args.first() == Some(&"start") {
             // The server must not inherit our pipes, or waiting for pg_ctl's output never ends.

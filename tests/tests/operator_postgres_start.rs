@@ -9,19 +9,12 @@ use std::time::Duration;
 use filestore_operator::build::Owner;
 use filestore_operator::build::database::scripts;
 use filestore_operator::crd::FileStore;
-use filestore_tests::process::free_port;
+use filestore_tests::process::{command_as, free_port, running_as_root};
 use filestore_tests::services::Services;
 use sqlx::Connection;
 
 const PASSWORD: &str = "app-3f9c";
 const REPLICATION: &str = "repl-77aa";
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
 
 /// The operator's scripts ConfigMap for a two-instance database, written to `dir` with its
 /// fixed paths moved under `dir` (the pod mounts them at /etc/filestore-db and
@@ -63,22 +56,12 @@ fn start(dir: &Path, config: &Path, ordinal: u16, primary_port: u16, port: u16) 
     let bin = services.var("FILESTORE_TEST_PG_BIN");
     let data = dir.join(format!("db{ordinal}")).join("pgdata");
     std::fs::create_dir_all(data.parent().unwrap()).unwrap();
-    let mut cmd = if running_as_root() {
-        let user = services.var("FILESTORE_TEST_PG_USER");
-        assert!(
-            Command::new("chown")
-                .args(["-R", user])
-                .arg(dir)
-                .status()
-                .unwrap()
-                .success()
-        );
-        let mut c = Command::new("runuser");
-        c.args(["-u", user, "--", "env"]);
-        c
-    } else {
-        Command::new("env")
-    };
+    let user = services.var("FILESTORE_TEST_PG_USER");
+    if running_as_root() {
+        let owned = Command::new("chown").args(["-R", user]).arg(dir).status();
+        assert!(owned.is_ok_and(|s| s.success()), "chown {}", dir.display());
+    }
+    let mut cmd = command_as(user, "env");
     let log = std::fs::File::create(dir.join(format!("db{ordinal}.log"))).unwrap();
     let child = cmd
         .arg(format!("PATH={bin}:/usr/bin:/bin"))
@@ -104,13 +87,7 @@ impl Drop for Instance {
     fn drop(&mut self) {
         let services = Services::shared();
         let pg_ctl = format!("{}/pg_ctl", services.var("FILESTORE_TEST_PG_BIN"));
-        let mut cmd = if running_as_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", services.var("FILESTORE_TEST_PG_USER"), "--", &pg_ctl]);
-            c
-        } else {
-            Command::new(&pg_ctl)
-        };
+        let mut cmd = command_as(services.var("FILESTORE_TEST_PG_USER"), &pg_ctl);
         let _ = cmd
             .arg("-D")
             .arg(&self.data)
