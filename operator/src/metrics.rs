@@ -6,7 +6,7 @@ use kube::ResourceExt;
 
 use crate::crd::FileStore;
 use crate::reconcile::Error;
-use crate::reconcile::observed::Observed;
+use crate::reconcile::observed::{Observed, pool_depth};
 
 pub fn reconciled(took: Duration, error: Option<&Error>) {
     metrics::histogram!("filestore_operator_reconcile_duration_seconds").record(took.as_secs_f64());
@@ -35,13 +35,7 @@ pub fn pools(fs: &FileStore, replicas: &BTreeMap<String, i32>, seen: &Observed) 
         if let Some(r) = replicas.get(&pool.name) {
             metrics::gauge!("filestore_operator_worker_replicas", &labels).set(f64::from(*r));
         }
-        if let Some(Ok(stats)) = &seen.queue_depths {
-            let depth: u64 = pool
-                .stages
-                .iter()
-                .filter_map(|s| stats.get(s.pipeline().queue()))
-                .map(|q| q.messages)
-                .sum();
+        if let Some(depth) = pool_depth(pool, seen) {
             metrics::gauge!("filestore_operator_queue_depth", &labels).set(depth as f64);
         }
     }

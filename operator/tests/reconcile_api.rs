@@ -230,6 +230,15 @@ async fn reconcile_once(
     Run { result, calls }
 }
 
+/// The status condition of `type_`.
+fn condition(status: &Value, type_: &str) -> Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
 fn with_finalizer(mut fs: FileStore) -> FileStore {
     fs.metadata.finalizers = Some(vec![FINALIZER.into()]);
     fs.metadata.resource_version = Some("7".into());
@@ -414,19 +423,8 @@ async fn a_running_filestore_keeps_its_credentials_labels_its_first_primary_and_
             .contains(&format!("{NS}/secrets/files-generated")),
         "stored credentials are never rewritten"
     );
-    let labels: Vec<(String, Value)> = run
-        .calls
-        .iter()
-        .filter(|c| c.path.starts_with(&format!("{NS}/pods/")))
-        .map(|c| {
-            (
-                c.path.rsplit('/').next().unwrap().to_owned(),
-                c.body["metadata"]["labels"]["filestore.dev/role"].clone(),
-            )
-        })
-        .collect();
     assert_eq!(
-        labels,
+        role_patches(&run),
         [
             ("files-db-0".to_owned(), json!("primary")),
             ("files-db-1".to_owned(), json!("replica")),
@@ -461,13 +459,7 @@ async fn a_ready_filestore_reports_ready_with_its_primary() {
     let idle: BTreeMap<String, QueueStats> = BTreeMap::new();
     let run = reconcile_once(with_finalizer(fixture.fs.clone()), cluster, Some(idle)).await;
     let status = &run.body_of(&format!("{FILESTORES}/status"))["status"];
-    let ready = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let ready = condition(status, "Ready");
     assert_eq!(ready["status"], "True", "{status}");
     assert_eq!(status["database"]["primary"], "files-db-0");
     assert_eq!(status["databaseInitialised"], true);
@@ -608,13 +600,7 @@ async fn an_invalid_spec_is_reported_in_status_and_an_event_and_nothing_is_appli
         [("Warning".to_owned(), "InvalidSpec".to_owned())]
     );
     let status = &run.calls[1].body["status"];
-    let ready = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let ready = condition(status, "Ready");
     assert_eq!(ready["reason"], "InvalidSpec");
     assert!(
         ready["message"]
@@ -669,13 +655,7 @@ async fn a_recreated_primary_pod_gets_its_role_back_not_a_replica_label() {
     );
     let status = &run.body_of(&format!("{FILESTORES}/status"))["status"];
     assert_eq!(status["database"]["primary"], "files-db-1");
-    let db = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "DatabaseReady")
-        .unwrap()
-        .clone();
+    let db = condition(status, "DatabaseReady");
     assert_eq!(db["reason"], "PrimaryNotReady");
 }
 

@@ -3,20 +3,16 @@
 //! the role label the operator sets) and a read-only Service over the standbys.
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
-};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec, Volume,
-    VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PodSpec, Service, ServicePort,
+    ServiceSpec, Volume,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::pod::{self, env, env_from_secret, mount};
 use super::process::POSTGRES_PORT;
+use super::stateful::{self, Members};
 use super::{Inputs, LABEL_ROLE, Owned, Owner, names, secrets};
 use crate::crd::{FileStoreSpec, ManagedDatabase};
 
@@ -154,8 +150,8 @@ pub fn role_service(owner: &Owner, name: String, role: &str) -> Service {
 
 fn container(owner: &Owner, db: &ManagedDatabase) -> Container {
     let generated = names::generated_secret(&owner.name);
-    let (_, run_mount) = pod::scratch("run", "/var/run/postgresql");
-    let (_, tmp_mount) = pod::scratch("tmp", "/tmp");
+    let run_mount = pod::mount("run", "/var/run/postgresql", false);
+    let tmp_mount = pod::mount("tmp", "/tmp", false);
     let ready = ["pg_isready", "-q", "-h", "/var/run/postgresql"];
     Container {
         name: "postgres".into(),
@@ -203,87 +199,34 @@ fn container(owner: &Owner, db: &ManagedDatabase) -> Container {
 }
 
 pub fn stateful_set(owner: &Owner, db: &ManagedDatabase) -> StatefulSet {
-    let labels = owner.selector(COMPONENT);
-    let (run, _) = pod::scratch("run", "/var/run/postgresql");
-    let (tmp, _) = pod::scratch("tmp", "/tmp");
-    let on_delete = if db.retain_volumes {
-        "Retain"
-    } else {
-        "Delete"
+    let members = Members {
+        name: names::database(&owner.name),
+        component: COMPONENT,
+        service: names::database(&owner.name),
+        replicas: db.instances,
+        storage: &db.storage,
+        storage_class: db.storage_class.as_deref(),
+        delete_volumes: !db.retain_volumes,
     };
-    StatefulSet {
-        metadata: owner.meta(names::database(&owner.name), COMPONENT),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(db.instances),
-            service_name: Some(names::database(&owner.name)),
-            // Instances start on their own: a dead instance 0 must not hold back the others.
-            pod_management_policy: Some("Parallel".into()),
-            selector: LabelSelector {
-                match_labels: Some(labels.clone()),
-                ..LabelSelector::default()
-            },
-            persistent_volume_claim_retention_policy: Some(
-                StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_deleted: Some(on_delete.into()),
-                    when_scaled: Some("Retain".into()),
-                },
-            ),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..ObjectMeta::default()
+    let pod = PodSpec {
+        containers: vec![container(owner, db)],
+        volumes: Some(vec![
+            Volume {
+                name: "scripts".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names::database_scripts(&owner.name),
+                    default_mode: Some(0o555),
+                    ..ConfigMapVolumeSource::default()
                 }),
-                spec: Some(PodSpec {
-                    containers: vec![container(owner, db)],
-                    volumes: Some(vec![
-                        Volume {
-                            name: "scripts".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: names::database_scripts(&owner.name),
-                                default_mode: Some(0o555),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        run,
-                        tmp,
-                    ]),
-                    security_context: Some(pod::pod_security(POSTGRES_UID)),
-                    automount_service_account_token: Some(false),
-                    termination_grace_period_seconds: Some(60),
-                    ..PodSpec::default()
-                }),
+                ..Volume::default()
             },
-            volume_claim_templates: Some(vec![claim_template(
-                "data",
-                &db.storage,
-                db.storage_class.as_deref(),
-            )]),
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
-    }
-}
-
-/// A ReadWriteOnce volume per instance.
-pub fn claim_template(name: &str, size: &str, class: Option<&str>) -> PersistentVolumeClaim {
-    PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: class.map(str::to_owned),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_owned(),
-                    Quantity(size.to_owned()),
-                )])),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
-        ..PersistentVolumeClaim::default()
-    }
+            pod::empty_dir("run"),
+            pod::empty_dir("tmp"),
+        ]),
+        security_context: Some(pod::pod_security(POSTGRES_UID)),
+        automount_service_account_token: Some(false),
+        termination_grace_period_seconds: Some(60),
+        ..PodSpec::default()
+    };
+    stateful::stateful_set(owner, members, pod)
 }

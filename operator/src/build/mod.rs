@@ -9,6 +9,7 @@ mod pod;
 pub mod process;
 pub mod queue;
 pub mod secrets;
+mod stateful;
 pub mod workers;
 
 use std::collections::BTreeMap;
@@ -97,24 +98,26 @@ impl Owned {
 
     /// The object as the API server takes it, with `apiVersion` and `kind`.
     pub fn to_manifest(&self) -> serde_json::Result<serde_json::Value> {
-        fn typed<K: Resource<DynamicType = ()> + Serialize>(
-            o: &K,
-        ) -> serde_json::Result<serde_json::Value> {
-            let mut v = serde_json::to_value(o)?;
-            v["apiVersion"] = K::api_version(&()).into();
-            v["kind"] = K::kind(&()).into();
-            Ok(v)
-        }
         match self {
-            Owned::ConfigMap(o) => typed(o),
-            Owned::Secret(o) => typed(o),
-            Owned::Service(o) => typed(o),
-            Owned::Deployment(o) => typed(o),
-            Owned::StatefulSet(o) => typed(o),
-            Owned::PodDisruptionBudget(o) => typed(o),
-            Owned::Ingress(o) => typed(o),
+            Owned::ConfigMap(o) => manifest(o),
+            Owned::Secret(o) => manifest(o),
+            Owned::Service(o) => manifest(o),
+            Owned::Deployment(o) => manifest(o),
+            Owned::StatefulSet(o) => manifest(o),
+            Owned::PodDisruptionBudget(o) => manifest(o),
+            Owned::Ingress(o) => manifest(o),
         }
     }
+}
+
+/// `object` as the API server takes it: typed objects serialize without `apiVersion` and `kind`.
+pub fn manifest<K: Resource<DynamicType = ()> + Serialize>(
+    object: &K,
+) -> serde_json::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(object)?;
+    v["apiVersion"] = K::api_version(&()).into();
+    v["kind"] = K::kind(&()).into();
+    Ok(v)
 }
 
 /// Who the objects belong to: namespace, owner reference and the labels they share.
@@ -138,11 +141,7 @@ impl Owner {
 
     /// Labels that select one component of this FileStore.
     pub fn selector(&self, component: &str) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (LABEL_NAME.to_owned(), "filestore".to_owned()),
-            (LABEL_INSTANCE.to_owned(), self.name.clone()),
-            (LABEL_COMPONENT.to_owned(), component.to_owned()),
-        ])
+        component_labels(&self.name, component)
     }
 
     /// Metadata of an owned object of `component`.
@@ -157,6 +156,24 @@ impl Owner {
             ..ObjectMeta::default()
         }
     }
+}
+
+/// Labels that select `component` of the FileStore named `filestore`.
+pub fn component_labels(filestore: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.to_owned(), "filestore".to_owned()),
+        (LABEL_INSTANCE.to_owned(), filestore.to_owned()),
+        (LABEL_COMPONENT.to_owned(), component.to_owned()),
+    ])
+}
+
+/// The same labels as a label selector for list and delete calls.
+pub fn component_selector(filestore: &str, component: &str) -> String {
+    component_labels(filestore, component)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Everything the FileStore owns, in the order it is applied: settings and credentials first,

@@ -93,16 +93,13 @@ pub fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
-/// A writable scratch directory on a read-only root filesystem.
-pub fn scratch(name: &str, path: &str) -> (Volume, VolumeMount) {
-    (
-        Volume {
-            name: name.into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        },
-        mount(name, path, false),
-    )
+/// A writable scratch directory on a read-only root filesystem (mounted with [`mount`]).
+pub fn empty_dir(name: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }
 }
 
 pub fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {

@@ -118,7 +118,7 @@ pub fn container(
     port: (&str, i32),
     extra_env: Vec<EnvVar>,
 ) -> Container {
-    let (_, tmp_mount) = pod::scratch("tmp", "/tmp");
+    let tmp_mount = pod::mount("tmp", "/tmp", false);
     let mut vars = backend_env(owner, spec);
     vars.extend(extra_env);
     Container {
@@ -158,7 +158,7 @@ pub fn pod_template(
     container: Container,
     extra_volumes: Vec<Volume>,
 ) -> PodTemplateSpec {
-    let (tmp, _) = pod::scratch("tmp", "/tmp");
+    let tmp = pod::empty_dir("tmp");
     let mut volumes = vec![tmp];
     volumes.extend(extra_volumes);
     PodTemplateSpec {

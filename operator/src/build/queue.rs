@@ -4,21 +4,18 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
-};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapProjection, Container, ContainerPort, KeyToPath, PodSpec, PodTemplateSpec,
+    ConfigMap, ConfigMapProjection, Container, ContainerPort, KeyToPath, PodSpec,
     ProjectedVolumeSource, Secret, SecretProjection, SecretVolumeSource, Service, ServicePort,
     ServiceSpec, Volume, VolumeProjection,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::database::claim_template;
 use super::pod::{self, env, mount};
 use super::process::{AMQP_PORT, QUEUE_USER};
 use super::secrets::{self, Credentials};
+use super::stateful::{self, Members};
 use super::{Owned, Owner, names};
 use crate::crd::{FileStoreSpec, QueueSpec};
 
@@ -158,7 +155,7 @@ pub fn client_service(owner: &Owner) -> Service {
 }
 
 fn container(owner: &Owner, queue: &QueueSpec) -> Container {
-    let (_, tmp_mount) = pod::scratch("tmp", "/tmp");
+    let tmp_mount = pod::mount("tmp", "/tmp", false);
     Container {
         name: "rabbitmq".into(),
         image: Some(queue.image.clone()),
@@ -285,63 +282,40 @@ fn config_volume(owner: &Owner) -> Volume {
 }
 
 pub fn stateful_set(owner: &Owner, queue: &QueueSpec) -> StatefulSet {
-    let labels = owner.selector(COMPONENT);
-    let (tmp, _) = pod::scratch("tmp", "/tmp");
-    StatefulSet {
-        metadata: owner.meta(names::queue(&owner.name), COMPONENT),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(queue.replicas),
-            service_name: Some(names::queue_nodes(&owner.name)),
-            pod_management_policy: Some("Parallel".into()),
-            selector: LabelSelector {
-                match_labels: Some(labels.clone()),
-                ..LabelSelector::default()
-            },
-            persistent_volume_claim_retention_policy: Some(
-                StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_deleted: Some("Retain".into()),
-                    when_scaled: Some("Retain".into()),
-                },
-            ),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..ObjectMeta::default()
+    let members = Members {
+        name: names::queue(&owner.name),
+        component: COMPONENT,
+        service: names::queue_nodes(&owner.name),
+        replicas: queue.replicas,
+        storage: &queue.storage,
+        storage_class: queue.storage_class.as_deref(),
+        delete_volumes: false,
+    };
+    let pod = PodSpec {
+        init_containers: Some(vec![cookie_installer(queue)]),
+        containers: vec![container(owner, queue)],
+        volumes: Some(vec![
+            config_volume(owner),
+            Volume {
+                name: "cookie".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(names::generated_secret(&owner.name)),
+                    items: Some(vec![KeyToPath {
+                        key: secrets::ERLANG_COOKIE.into(),
+                        path: secrets::ERLANG_COOKIE.into(),
+                        mode: None,
+                    }]),
+                    default_mode: Some(0o400),
+                    ..SecretVolumeSource::default()
                 }),
-                spec: Some(PodSpec {
-                    init_containers: Some(vec![cookie_installer(queue)]),
-                    containers: vec![container(owner, queue)],
-                    volumes: Some(vec![
-                        config_volume(owner),
-                        Volume {
-                            name: "cookie".into(),
-                            secret: Some(SecretVolumeSource {
-                                secret_name: Some(names::generated_secret(&owner.name)),
-                                items: Some(vec![KeyToPath {
-                                    key: secrets::ERLANG_COOKIE.into(),
-                                    path: secrets::ERLANG_COOKIE.into(),
-                                    mode: None,
-                                }]),
-                                default_mode: Some(0o400),
-                                ..SecretVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        tmp,
-                    ]),
-                    security_context: Some(pod::pod_security(RABBITMQ_UID)),
-                    automount_service_account_token: Some(false),
-                    termination_grace_period_seconds: Some(120),
-                    ..PodSpec::default()
-                }),
+                ..Volume::default()
             },
-            volume_claim_templates: Some(vec![claim_template(
-                "data",
-                &queue.storage,
-                queue.storage_class.as_deref(),
-            )]),
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
-    }
+            pod::empty_dir("tmp"),
+        ]),
+        security_context: Some(pod::pod_security(RABBITMQ_UID)),
+        automount_service_account_token: Some(false),
+        termination_grace_period_seconds: Some(120),
+        ..PodSpec::default()
+    };
+    stateful::stateful_set(owner, members, pod)
 }

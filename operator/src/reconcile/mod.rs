@@ -62,6 +62,12 @@ pub enum Error {
     Build(#[from] BuildError),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("cannot serialize {kind} {name}: {message}")]
+    Serialize {
+        kind: String,
+        name: String,
+        message: String,
+    },
 }
 
 impl Error {
@@ -73,6 +79,7 @@ impl Error {
             Error::Api { .. } => "api",
             Error::Build(_) => "build",
             Error::Finalizer(_) => "finalizer",
+            Error::Serialize { .. } => "serialize",
         }
     }
 
@@ -242,7 +249,7 @@ async fn observe(ctx: &Context, fs: &FileStore, ns: &str) -> Result<Observed, Er
             .and_then(|c| c.data)
             .is_some_and(|d| d.get("initialised").map(String::as_str) == Some("true"));
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-        let selector = selector(&name, build::database::COMPONENT);
+        let selector = build::component_selector(&name, build::database::COMPONENT);
         seen.database_pods = pods
             .list(&ListParams::default().labels(&selector))
             .await
@@ -254,15 +261,6 @@ async fn observe(ctx: &Context, fs: &FileStore, ns: &str) -> Result<Observed, Er
     }
     seen.queue_depths = queue_depths(ctx, fs, ns, &seen).await;
     Ok(seen)
-}
-
-fn selector(name: &str, component: &str) -> String {
-    format!(
-        "{}=filestore,{}={name},{}={component}",
-        build::LABEL_NAME,
-        build::LABEL_INSTANCE,
-        build::LABEL_COMPONENT
-    )
 }
 
 /// The stage queues' stats, when the broker can be reached; `None` before it exists.
@@ -328,9 +326,11 @@ where
         + std::fmt::Debug,
 {
     let name = object.name_any();
-    let mut manifest = serde_json::to_value(object).map_err(|e| Error::Finalizer(e.to_string()))?;
-    manifest["apiVersion"] = K::api_version(&()).into();
-    manifest["kind"] = K::kind(&()).into();
+    let manifest = build::manifest(object).map_err(|e| Error::Serialize {
+        kind: K::kind(&()).into_owned(),
+        name: name.clone(),
+        message: e.to_string(),
+    })?;
     Api::<K>::namespaced(client.clone(), ns)
         .patch(
             &name,
@@ -442,7 +442,7 @@ async fn cleanup(fs: &FileStore, ctx: &Context) -> Result<Action, Error> {
     let db = &fs.spec.database;
     let note = if db.mode == Provisioning::Managed && !db.managed.retain_volumes {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-        let selector = selector(&name, build::database::COMPONENT);
+        let selector = build::component_selector(&name, build::database::COMPONENT);
         claims
             .delete_collection(
                 &DeleteParams::default(),

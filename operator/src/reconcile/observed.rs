@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 
+use crate::crd::WorkerPool;
 use crate::queue_depth::QueueStats;
 
 #[derive(Debug, Clone, Default)]
@@ -41,4 +42,18 @@ pub fn pod_ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Messages waiting for `pool`: the sum over its stages' queues, when depths were read.
+pub fn pool_depth(pool: &WorkerPool, seen: &Observed) -> Option<u64> {
+    let Some(Ok(stats)) = &seen.queue_depths else {
+        return None;
+    };
+    Some(
+        pool.stages
+            .iter()
+            .filter_map(|s| stats.get(s.pipeline().queue()))
+            .map(|q| q.messages)
+            .sum(),
+    )
 }

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::conditions::{self, READY, Verdict};
-use super::observed::{Observed, pod_ready};
+use super::observed::{Observed, pod_ready, pool_depth};
 use crate::autoscale::{Autoscaler, ScalePolicy};
 use crate::build::database::{ROLE_PRIMARY, ROLE_REPLICA};
 use crate::build::secrets::Credentials;
@@ -90,18 +90,8 @@ impl Pools {
             if scaler.policy() != &wanted_policy {
                 *scaler = Autoscaler::new(wanted_policy);
             }
-            let depth = match &seen.queue_depths {
-                Some(Ok(stats)) => Some(
-                    pool.stages
-                        .iter()
-                        .filter_map(|s| stats.get(s.pipeline().queue()))
-                        .map(|q| q.messages)
-                        .sum::<u64>(),
-                ),
-                _ => None,
-            };
             let mut to = current;
-            if let Some(depth) = depth {
+            if let Some(depth) = pool_depth(pool, seen) {
                 let current_u = u32::try_from(current).unwrap_or(0);
                 if let Some(scale) = scaler.observe(now, depth, current_u) {
                     to = i32::try_from(scale.to).unwrap_or(pool.max_replicas);
@@ -139,11 +129,7 @@ pub fn role_labels(
     if fs.spec.database.mode == Provisioning::External {
         return Vec::new();
     }
-    let role = |p: &k8s_openapi::api::core::v1::Pod| p.labels().get(LABEL_ROLE).cloned();
-    let has_primary = seen
-        .database_pods
-        .iter()
-        .any(|p| role(p).as_deref() == Some(ROLE_PRIMARY));
+    let has_primary = conditions::primary_pod(seen).is_some();
     let remembered = fs
         .status
         .as_ref()
@@ -152,7 +138,7 @@ pub fn role_labels(
     let first = names::ordinal_pod(&names::database(&fs.name_any()), 0);
     let mut labels = Vec::new();
     for pod in &seen.database_pods {
-        if role(pod).is_some() {
+        if pod.labels().contains_key(LABEL_ROLE) {
             continue;
         }
         let name = pod.name_any();
@@ -238,9 +224,7 @@ pub fn plan(
     let previous = fs.status.clone().unwrap_or_default();
     let initialised = previous.database_initialised
         || seen.database_marked_initialised
-        || seen.database_pods.iter().any(|p| {
-            p.labels().get(LABEL_ROLE).map(String::as_str) == Some(ROLE_PRIMARY) && pod_ready(p)
-        });
+        || conditions::primary_pod(seen).is_some_and(pod_ready);
     let mut notices = Vec::new();
     if !generated.is_empty() {
         notices.push(Notice::normal(

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use filestore_operator::build::secrets::Credentials;
 use filestore_operator::build::{Inputs, Owned, build_all};
-use filestore_operator::crd::{FileStore, FileStoreSpec, ObjectStorageSpec};
+use filestore_operator::crd::{FileStore, FileStoreSpec, ObjectStorageSpec, WorkerPool};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
@@ -25,7 +25,7 @@ impl Fixture {
         let spec = FileStoreSpec {
             image: Default::default(),
             api: Default::default(),
-            workers: serde_json::from_value(Value::Array(vec![serde_json::json!({})])).unwrap(),
+            workers: vec![WorkerPool::default()],
             database: Default::default(),
             queue: Default::default(),
             object_storage: ObjectStorageSpec {
