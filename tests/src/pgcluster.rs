@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use filestore_operator::failover::{Instance, InstanceOps, Lsn, OpsError, Role};
+use filestore_operator::failover::{Instance, InstanceOps, Lsn, OpsError, Role, probe};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection, Row};
+use sqlx::{Connection, PgConnection, Row};
 
 use crate::process::{command_as, free_port, running_as_root};
 use crate::services::Services;
@@ -297,15 +297,7 @@ impl PgCluster {
     }
 
     async fn connect(&self, port: u16) -> Result<PgConnection, sqlx::Error> {
-        let opts = PgConnectOptions::new()
-            .host("127.0.0.1")
-            .port(port)
-            .username("postgres")
-            .database("postgres")
-            .disable_statement_logging();
-        tokio::time::timeout(Duration::from_secs(2), opts.connect())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?
+        probe::connect(&self.options(port)).await
     }
 
     async fn streaming_standbys(&self) -> usize {
@@ -322,51 +314,15 @@ impl PgCluster {
     }
 
     async fn probe(&self, m: &Member) -> Option<Instance> {
-        let mut c = self.connect(m.port).await.ok()?;
-        let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-            .fetch_one(&mut c)
-            .await
-            .ok()?;
-        let (role, received, replayed, timeline) = if standby {
-            let row = sqlx::query(
-                "SELECT COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS received,
-                        pg_last_wal_replay_lsn()::text AS replayed,
-                        COALESCE((SELECT received_tli FROM pg_stat_wal_receiver),
-                                 (SELECT timeline_id FROM pg_control_checkpoint())) AS timeline",
-            )
-            .fetch_one(&mut c)
-            .await
-            .ok()?;
-            let timeline: i32 = row.try_get("timeline").ok()?;
-            (
-                Role::Standby,
-                row.try_get::<String, _>("received").ok()?,
-                row.try_get::<String, _>("replayed").ok()?,
-                u32::try_from(timeline).ok()?,
-            )
-        } else {
-            let row = sqlx::query(
-                "SELECT pg_current_wal_lsn()::text AS lsn,
-                        pg_walfile_name(pg_current_wal_lsn()) AS walfile",
-            )
-            .fetch_one(&mut c)
-            .await
-            .ok()?;
-            let lsn: String = row.try_get("lsn").ok()?;
-            let walfile: String = row.try_get("walfile").ok()?;
-            let timeline = u32::from_str_radix(walfile.get(..8)?, 16).ok()?;
-            (Role::Primary, lsn.clone(), lsn, timeline)
-        };
-        let _ = c.close().await;
-        Some(Instance {
-            name: m.name.clone(),
-            alive: true,
-            fenced: false,
-            role,
-            timeline,
-            received: received.parse::<Lsn>().ok()?,
-            replayed: replayed.parse::<Lsn>().ok()?,
-        })
+        probe::probe(&m.name, &self.options(m.port)).await
+    }
+
+    fn options(&self, port: u16) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(port)
+            .username("postgres")
+            .database("postgres")
     }
 
     /// Whether member `i` streams the primary's current timeline within a while.
@@ -501,18 +457,10 @@ impl InstanceOps for PgCluster {
     }
 
     async fn promote(&self, instance: &str) -> Result<(), OpsError> {
-        let mut c = self
-            .connect(self.member(instance).port)
+        let options = self.options(self.member(instance).port);
+        probe::promote(&options)
             .await
-            .map_err(|e| ops_error("promote", instance, e))?;
-        let promoted: bool = sqlx::query_scalar("SELECT pg_promote(true, 60)")
-            .fetch_one(&mut c)
-            .await
-            .map_err(|e| ops_error("promote", instance, e))?;
-        if !promoted {
-            return Err(ops_error("promote", instance, "not promoted within 60 s"));
-        }
-        Ok(())
+            .map_err(|e| ops_error("promote", instance, e))
     }
 
     async fn repoint(&self, primary: &str) -> Result<(), OpsError> {

@@ -15,6 +15,7 @@ use sqlx::Connection;
 
 const PASSWORD: &str = "app-3f9c";
 const REPLICATION: &str = "repl-77aa";
+const SUPERUSER: &str = "super-1b2c";
 
 /// The operator's scripts ConfigMap for a two-instance database, written to `dir` with its
 /// fixed paths moved under `dir` (the pod mounts them at /etc/filestore-db and
@@ -51,6 +52,14 @@ struct Instance {
     port: u16,
 }
 
+/// The pod's labels file (the downward API's) with `role` as its role label.
+fn label(dir: &Path, ordinal: u16, role: &str) -> PathBuf {
+    let path = dir.join(format!("labels-{ordinal}"));
+    let text = format!("app.kubernetes.io/component=\"database\"\nfilestore.dev/role=\"{role}\"\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn start(dir: &Path, config: &Path, ordinal: u16, primary_port: u16, port: u16) -> Instance {
     let services = Services::shared();
     let bin = services.var("FILESTORE_TEST_PG_BIN");
@@ -68,9 +77,10 @@ fn start(dir: &Path, config: &Path, ordinal: u16, primary_port: u16, port: u16) 
         .arg(format!("POD_NAME=files-db-{ordinal}"))
         .arg(format!("PGDATA={}", data.display()))
         .arg(format!("PGPORT={port}"))
+        .arg(format!("POD_LABELS={}", dir.join(format!("labels-{ordinal}")).display()))
         .arg("PRIMARY_HOST=127.0.0.1")
         .arg(format!("PRIMARY_PORT={primary_port}"))
-        .arg("POSTGRES_SUPERUSER_PASSWORD=super-1b2c")
+        .arg(format!("POSTGRES_SUPERUSER_PASSWORD={SUPERUSER}"))
         .arg(format!("FILESTORE_DATABASE_PASSWORD={PASSWORD}"))
         .arg(format!("REPLICATION_PASSWORD={REPLICATION}"))
         .arg("sh")
@@ -111,14 +121,9 @@ async fn connect(port: u16) -> sqlx::PgConnection {
 
 #[tokio::test]
 async fn instance_0_bootstraps_instance_1_clones_and_commits_wait_for_it() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let config = write_scripts(dir.path());
+    let (dir, config) = workdir();
     let (p0, p1) = (free_port(), free_port());
+    label(dir.path(), 0, "primary");
     let primary = start(dir.path(), &config, 0, p0, p0);
     let mut on_primary = connect(primary.port).await;
     let standby = start(dir.path(), &config, 1, p0, p1);
@@ -176,5 +181,96 @@ async fn instance_0_bootstraps_instance_1_clones_and_commits_wait_for_it() {
     assert!(
         !primary.data.with_extension("building").exists(),
         "nothing half-built is left"
+    );
+}
+
+fn superuser(port: u16) -> sqlx::postgres::PgConnectOptions {
+    sqlx::postgres::PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(port)
+        .username("postgres")
+        .password(SUPERUSER)
+        .database("filestore")
+}
+
+async fn answers(port: u16) -> bool {
+    sqlx::PgConnection::connect_with(&superuser(port))
+        .await
+        .is_ok()
+}
+
+/// A temp dir the `postgres` user can reach, with the operator's scripts in it.
+fn workdir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = write_scripts(dir.path());
+    (dir, config)
+}
+
+#[tokio::test]
+async fn a_former_primary_waits_while_fenced_then_rewinds_and_follows_the_new_primary() {
+    let (dir, config) = workdir();
+    let (p0, p1) = (free_port(), free_port());
+    label(dir.path(), 0, "primary");
+    let old_primary = start(dir.path(), &config, 0, p0, p0);
+    let mut on_old = connect(old_primary.port).await;
+    let standby = start(dir.path(), &config, 1, p0, p1);
+    let mut on_standby = connect(standby.port).await;
+    sqlx::query("CREATE TABLE acknowledged (n int)")
+        .execute(&mut on_old)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO acknowledged VALUES (1)")
+        .execute(&mut on_old)
+        .await
+        .unwrap();
+    drop(on_old);
+
+    // The primary crashes; the operator promotes the standby and fences the old one.
+    drop(old_primary);
+    filestore_operator::failover::probe::promote(&superuser(p1))
+        .await
+        .expect("the standby is promoted");
+    label(dir.path(), 0, "fenced");
+    let fenced = start(dir.path(), &config, 0, p1, p0);
+    // Commits wait for a synchronous standby: this one completes once instance 0 follows.
+    let waiting_commit = tokio::spawn(async move {
+        sqlx::query("INSERT INTO acknowledged VALUES (2)")
+            .execute(&mut on_standby)
+            .await
+            .map(|_| ())
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !answers(p0).await,
+        "a fenced former primary does not start, so it cannot serve as a second primary"
+    );
+
+    label(dir.path(), 0, "replica");
+    let mut on_rejoined = connect(fenced.port).await;
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut on_rejoined)
+        .await
+        .unwrap();
+    assert!(in_recovery, "the former primary came back as a standby");
+    let committed = tokio::time::timeout(Duration::from_secs(60), waiting_commit).await;
+    assert!(
+        matches!(committed, Ok(Ok(Ok(())))),
+        "the new primary's commit was confirmed by the rejoined standby: {committed:?}\n{}",
+        std::fs::read_to_string(dir.path().join("db0.log")).unwrap_or_default()
+    );
+    let rows: Vec<i32> = sqlx::query_scalar("SELECT n FROM acknowledged ORDER BY n")
+        .fetch_all(&mut on_rejoined)
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![1, 2], "it follows the new primary's timeline");
+    let log = std::fs::read_to_string(dir.path().join("db0.log")).unwrap_or_default();
+    assert!(
+        log.contains("waiting for the operator's role label (now 'fenced')"),
+        "{log}"
     );
 }

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PodSpec, Service, ServicePort,
-    ServiceSpec, Volume,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
+    DownwardAPIVolumeSource, ObjectFieldSelector, PodSpec, Service, ServicePort, ServiceSpec,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -19,10 +20,14 @@ use crate::crd::{FileStoreSpec, ManagedDatabase};
 pub const COMPONENT: &str = "database";
 pub const ROLE_PRIMARY: &str = "primary";
 pub const ROLE_REPLICA: &str = "replica";
+/// A former primary kept out of both Services, and stopped, until it rejoins as a standby.
+pub const ROLE_FENCED: &str = "fenced";
 /// The `postgres` user of the official image.
 const POSTGRES_UID: i64 = 999;
 const DATA_DIR: &str = "/var/lib/postgresql/data";
 const SCRIPTS_DIR: &str = "/etc/filestore-db";
+/// Where start.sh finds the pod's labels (`POD_LABELS` overrides it).
+const PODINFO_DIR: &str = "/etc/podinfo";
 const START_SCRIPT: &str = include_str!("database/start.sh");
 
 pub fn build(owner: &Owner, spec: &FileStoreSpec, inputs: &Inputs) -> Vec<Owned> {
@@ -191,6 +196,7 @@ fn container(owner: &Owner, db: &ManagedDatabase) -> Container {
         volume_mounts: Some(vec![
             mount("data", DATA_DIR, false),
             mount("scripts", SCRIPTS_DIR, true),
+            mount("podinfo", PODINFO_DIR, true),
             run_mount,
             tmp_mount,
         ]),
@@ -217,6 +223,23 @@ pub fn stateful_set(owner: &Owner, db: &ManagedDatabase) -> StatefulSet {
                     name: names::database_scripts(&owner.name),
                     default_mode: Some(0o555),
                     ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            // start.sh reads the role the operator gave the pod; the kubelet keeps the file
+            // current, so an instance waiting for its role sees the label change.
+            Volume {
+                name: "podinfo".into(),
+                downward_api: Some(DownwardAPIVolumeSource {
+                    items: Some(vec![DownwardAPIVolumeFile {
+                        path: "labels".into(),
+                        field_ref: Some(ObjectFieldSelector {
+                            field_path: "metadata.labels".into(),
+                            ..ObjectFieldSelector::default()
+                        }),
+                        ..DownwardAPIVolumeFile::default()
+                    }]),
+                    ..DownwardAPIVolumeSource::default()
                 }),
                 ..Volume::default()
             },

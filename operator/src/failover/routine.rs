@@ -62,6 +62,8 @@ pub struct Supervisor {
     primary_gone_since: Option<Instant>,
     /// Where the read-write address points, as far as this supervisor knows.
     pointed_at: Option<String>,
+    /// The instances as the last tick observed them.
+    last_seen: Vec<Instance>,
 }
 
 impl Supervisor {
@@ -70,12 +72,24 @@ impl Supervisor {
             policy,
             primary_gone_since: None,
             pointed_at: None,
+            last_seen: Vec::new(),
         }
+    }
+
+    /// The instances as the last tick observed them (positions included, for the status).
+    pub fn last_seen(&self) -> &[Instance] {
+        &self.last_seen
+    }
+
+    /// The policy can change with the spec; what was observed stays.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
     }
 
     /// Observes once and takes the step the decision calls for.
     pub async fn tick(&mut self, ops: &dyn InstanceOps, now: Instant) -> Result<Step, OpsError> {
         let seen = ops.observe().await;
+        self.last_seen = seen.clone();
         let serving = seen
             .iter()
             .any(|i| i.alive && !i.fenced && i.role == crate::failover::Role::Primary);

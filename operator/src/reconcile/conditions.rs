@@ -296,10 +296,14 @@ pub fn conditions(
         .collect()
 }
 
-/// Which instance is primary and which standbys are up (lag comes from the failover routine).
+/// Which instance is primary and which standbys are up, with their lag when the failover
+/// routine probed them; from the pods' labels and readiness before it does.
 pub fn replication(fs: &FileStore, seen: &Observed) -> Option<ReplicationStatus> {
     if fs.spec.database.mode == Provisioning::External {
         return None;
+    }
+    if let Some(instances) = &seen.replication {
+        return Some(crate::failover::replication_status(instances));
     }
     let primary = primary_pod(seen).map(|p| p.name_any());
     Some(ReplicationStatus {

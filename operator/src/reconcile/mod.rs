@@ -2,6 +2,7 @@
 //! decide (pure: [`plan`]), then apply every owned object with server-side apply, label the
 //! database pods, write the status and record events.
 pub mod conditions;
+pub mod failover;
 pub mod observed;
 pub mod plan;
 
@@ -116,6 +117,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub queue_probe: Arc<dyn QueueProbe>,
     pub pools: Mutex<Pools>,
+    pub supervisors: Mutex<failover::Supervisors>,
     started: Instant,
 }
 
@@ -126,6 +128,7 @@ impl Context {
             client,
             queue_probe,
             pools: Mutex::new(Pools::default()),
+            supervisors: Mutex::new(failover::Supervisors::default()),
             started: Instant::now(),
         }
     }
@@ -173,7 +176,19 @@ async fn apply(fs: &FileStore, ctx: &Context) -> Result<Action, Error> {
         write_status(ctx, fs, &ns, &status).await?;
         return Ok(Action::await_change());
     }
-    let seen = observe(ctx, fs, &ns).await?;
+    let mut seen = observe(ctx, fs, &ns).await?;
+    let failover = ctx
+        .supervisors
+        .lock()
+        .await
+        .tick(&ctx.client, fs, &ns, &seen)
+        .await;
+    if let Some(outcome) = &failover {
+        if outcome.moved_roles() {
+            seen = observe(ctx, fs, &ns).await?;
+        }
+        seen.replication = Some(outcome.instances.clone());
+    }
     let stored = seen
         .credentials
         .as_ref()
@@ -222,8 +237,13 @@ async fn apply(fs: &FileStore, ctx: &Context) -> Result<Action, Error> {
         }
     }
     write_status(ctx, fs, &ns, &plan.status).await?;
+    let failover_notice = failover.as_ref().and_then(|o| o.notice.clone());
     publish(ctx, fs, &plan.notices).await;
-    Ok(Action::requeue(POLL))
+    publish(ctx, fs, failover_notice.as_slice()).await;
+    let requeue = failover
+        .as_ref()
+        .and_then(failover::Outcome::requeue_within);
+    Ok(Action::requeue(requeue.unwrap_or(POLL)))
 }
 
 /// Reads everything the plan depends on.
@@ -439,6 +459,7 @@ async fn cleanup(fs: &FileStore, ctx: &Context) -> Result<Action, Error> {
         .ok_or(Error::Build(BuildError::NoNamespace))?;
     let name = fs.name_any();
     ctx.pools.lock().await.forget(&ns, &name);
+    ctx.supervisors.lock().await.forget(&ns, &name);
     let db = &fs.spec.database;
     let note = if db.mode == Provisioning::Managed && !db.managed.retain_volumes {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);

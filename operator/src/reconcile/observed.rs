@@ -5,6 +5,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 
 use crate::crd::WorkerPool;
+use crate::failover::Instance;
 use crate::queue_depth::QueueStats;
 
 #[derive(Debug, Clone, Default)]
@@ -20,6 +21,8 @@ pub struct Observed {
     /// the status, so that neither alone can forget it).
     pub database_marked_initialised: bool,
     pub queue: Option<StatefulSet>,
+    /// The database instances as the failover routine probed them, when it watches them.
+    pub replication: Option<Vec<Instance>>,
     /// Stage queue stats by queue name, or why they could not be read.
     pub queue_depths: Option<Result<BTreeMap<String, QueueStats>, String>>,
 }

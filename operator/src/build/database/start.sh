@@ -3,12 +3,59 @@
 # bootstraps a new cluster, once (the operator marks the cluster initialised after that, so a
 # lost volume is never mistaken for a new cluster); every other instance clones the primary
 # and follows it. Either is built aside and moved into place only when complete, so a pod
-# killed half-way starts over rather than from a half-made directory. Primary or standby is
-# then up to standby.signal; the settings are the same on every instance, so a promoted
-# standby needs no restart.
+# killed half-way starts over rather than from a half-made directory.
+#
+# A standby (standby.signal) starts as one: it follows the read-write Service, which the
+# operator points at whichever instance is primary, so a failover needs no change here. An
+# instance without standby.signal is a primary or a former one, and only the operator knows
+# which: it waits for its role label (the pod's labels, through the downward API). "primary"
+# starts it; "replica" (a former primary after a failover) rewinds it onto the new primary's
+# timeline, or clones it afresh when it cannot be rewound, and starts it as a standby; any
+# other label, "fenced" included, keeps it stopped, so two primaries never serve at once.
 set -eu
 ordinal="${POD_NAME##*-}"
 building="$PGDATA.building"
+labels="${POD_LABELS:-/etc/podinfo/labels}"
+primary_port="${PRIMARY_PORT:-5432}"
+
+clone_primary() {
+  until pg_isready -q -h "$PRIMARY_HOST" -p "$primary_port"; do
+    echo "waiting for the primary at $PRIMARY_HOST"
+    sleep 2
+  done
+  PGPASSWORD="$REPLICATION_PASSWORD" pg_basebackup -h "$PRIMARY_HOST" \
+    -p "$primary_port" -U replicator -D "$building" -X stream -R --checkpoint=fast
+}
+
+role() {
+  sed -n 's/^filestore\.dev\/role="\(.*\)"$/\1/p' "$labels" 2>/dev/null || true
+}
+
+# Makes this former primary a standby of the current one.
+follow_primary() {
+  until pg_isready -q -h "$PRIMARY_HOST" -p "$primary_port"; do
+    echo "waiting for the new primary at $PRIMARY_HOST"
+    sleep 2
+  done
+  if PGPASSWORD="$POSTGRES_SUPERUSER_PASSWORD" pg_rewind --target-pgdata="$PGDATA" \
+    --source-server="host=$PRIMARY_HOST port=$primary_port user=postgres dbname=postgres" \
+    --config-file=/etc/filestore-db/postgresql.conf; then
+    echo "rewound onto the primary's timeline"
+  else
+    # Its diverged WAL holds only commits no client saw acknowledged (commits wait for a
+    # standby); kept aside, not deleted, until the next rejoin.
+    echo "pg_rewind failed; cloning the primary afresh"
+    rm -rf "$building" "$PGDATA.diverged"
+    clone_primary
+    mv "$PGDATA" "$PGDATA.diverged"
+    mv "$building" "$PGDATA"
+  fi
+  cat >>"$PGDATA/postgresql.auto.conf" <<CONF
+primary_conninfo = 'host=$PRIMARY_HOST port=$primary_port user=replicator password=''$REPLICATION_PASSWORD'' application_name=$POD_NAME'
+CONF
+  touch "$PGDATA/standby.signal"
+}
+
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   rm -rf "$building" "$PGDATA"
   if [ "$ordinal" = 0 ] && [ "$(cat /etc/filestore-db/initialised)" != true ]; then
@@ -28,17 +75,23 @@ CREATE ROLE replicator LOGIN REPLICATION PASSWORD :'replication_password';
 SQL
     pg_ctl -D "$building" -m fast -w stop
   else
-    until pg_isready -q -h "$PRIMARY_HOST" -p "${PRIMARY_PORT:-5432}"; do
-      echo "waiting for the primary at $PRIMARY_HOST"
-      sleep 2
-    done
-    PGPASSWORD="$REPLICATION_PASSWORD" pg_basebackup -h "$PRIMARY_HOST" \
-      -p "${PRIMARY_PORT:-5432}" -U replicator -D "$building" -X stream -R --checkpoint=fast
+    clone_primary
   fi
   mv "$building" "$PGDATA"
 fi
 # PostgreSQL refuses a data directory that its group may write (fsGroup can make it so).
 chmod 0700 "$PGDATA"
+if [ ! -f "$PGDATA/standby.signal" ]; then
+  while :; do
+    current="$(role)"
+    case "$current" in
+      primary) break ;;
+      replica) follow_primary; break ;;
+    esac
+    echo "a primary or a former one, waiting for the operator's role label (now '$current')"
+    sleep 2
+  done
+fi
 # application_name (from cluster_name) is what synchronous_standby_names lists.
 exec postgres -D "$PGDATA" -c config_file=/etc/filestore-db/postgresql.conf \
   -c cluster_name="$POD_NAME"

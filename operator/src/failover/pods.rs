@@ -1,0 +1,235 @@
+//! The instance operations on a FileStore's database pods. The role label is the single
+//! switch: `-db-rw` selects the pod labelled primary, `-db-ro` the replicas, and a pod's start
+//! script waits for its label before it serves (see `build/database/start.sh`). So promoting
+//! is SQL on the chosen pod, repointing is moving labels (the standbys follow `-db-rw` by
+//! themselves), fencing is a label that takes the pod out of both Services plus a restart that
+//! stops the old server, and rejoining is the replica label, on which the start script rewinds
+//! the former primary and starts it as a standby.
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use sqlx::postgres::PgConnectOptions;
+
+use crate::build::LABEL_ROLE;
+use crate::build::database::{ROLE_FENCED, ROLE_PRIMARY, ROLE_REPLICA};
+use crate::build::process::POSTGRES_PORT;
+use crate::failover::decision::{Instance, Role};
+use crate::failover::routine::{InstanceOps, OpsError};
+use crate::failover::{Lsn, probe};
+
+/// Where an instance's PostgreSQL answers: the pod's IP and PostgreSQL's port in production.
+pub type Address = dyn Fn(&Pod) -> Option<(String, u16)> + Send + Sync;
+
+pub fn pod_address(pod: &Pod) -> Option<(String, u16)> {
+    let ip = pod.status.as_ref()?.pod_ip.clone()?;
+    Some((ip, POSTGRES_PORT as u16))
+}
+
+pub struct PodInstances {
+    pods: Api<Pod>,
+    /// Every instance the StatefulSet should have, pod names in ordinal order.
+    instances: Vec<String>,
+    selector: String,
+    superuser_password: String,
+    address: Box<Address>,
+    /// What each instance was when it last answered, to report the dead with it.
+    last_seen: Mutex<BTreeMap<String, Instance>>,
+}
+
+impl PodInstances {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        instances: Vec<String>,
+        selector: String,
+        superuser_password: String,
+    ) -> Self {
+        Self {
+            pods: Api::namespaced(client, namespace),
+            instances,
+            selector,
+            superuser_password,
+            address: Box::new(pod_address),
+            last_seen: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The same operations, reaching each pod's PostgreSQL where `address` says.
+    pub fn with_address(mut self, address: Box<Address>) -> Self {
+        self.address = address;
+        self
+    }
+
+    /// Takes over what an earlier supervisor saw, so a dead primary keeps its last positions.
+    pub fn remembering(self, seen: &[Instance]) -> Self {
+        if let Ok(mut last) = self.last_seen.lock() {
+            last.extend(seen.iter().map(|i| (i.name.clone(), i.clone())));
+        }
+        self
+    }
+
+    fn connect_options(&self, pod: &Pod) -> Option<PgConnectOptions> {
+        let (host, port) = (self.address)(pod)?;
+        Some(
+            PgConnectOptions::new()
+                .host(&host)
+                .port(port)
+                .username("postgres")
+                .password(&self.superuser_password)
+                .database("postgres"),
+        )
+    }
+
+    async fn pod(&self, op: &'static str, name: &str) -> Result<Pod, OpsError> {
+        self.pods
+            .get(name)
+            .await
+            .map_err(|e| ops_error(op, name, e))
+    }
+
+    async fn set_role(&self, name: &str, role: &str) -> Result<(), kube::Error> {
+        let patch = serde_json::json!({ "metadata": { "labels": { LABEL_ROLE: role } } });
+        self.pods
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn label(&self, op: &'static str, name: &str, role: &str) -> Result<(), OpsError> {
+        self.set_role(name, role)
+            .await
+            .map_err(|e| ops_error(op, name, e))
+    }
+
+    fn remembered(&self, name: &str) -> Instance {
+        let last = self
+            .last_seen
+            .lock()
+            .ok()
+            .and_then(|seen| seen.get(name).cloned());
+        Instance {
+            alive: false,
+            ..last.unwrap_or(Instance {
+                name: name.to_owned(),
+                alive: false,
+                fenced: false,
+                role: Role::Standby,
+                timeline: 0,
+                received: Lsn(0),
+                replayed: Lsn(0),
+            })
+        }
+    }
+}
+
+fn ops_error(op: &'static str, instance: &str, reason: impl std::fmt::Display) -> OpsError {
+    OpsError {
+        op,
+        instance: instance.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn role_of(pod: &Pod) -> Option<&str> {
+    pod.labels().get(LABEL_ROLE).map(String::as_str)
+}
+
+#[async_trait]
+impl InstanceOps for PodInstances {
+    async fn observe(&self) -> Vec<Instance> {
+        let listed = match self
+            .pods
+            .list(&ListParams::default().labels(&self.selector))
+            .await
+        {
+            Ok(list) => list.items,
+            Err(e) => {
+                // Not knowing is not the same as gone: report nothing alive, which never
+                // triggers a failover before the delay, and try again next tick.
+                tracing::warn!(error = %e, "cannot list the database pods");
+                Vec::new()
+            }
+        };
+        let mut seen = Vec::with_capacity(self.instances.len());
+        for name in &self.instances {
+            let pod = listed.iter().find(|p| p.name_any() == *name);
+            let answered = match pod.and_then(|p| self.connect_options(p)) {
+                Some(options) => probe::probe(name, &options).await,
+                None => None,
+            };
+            let instance = match answered {
+                Some(i) => {
+                    if let Ok(mut last) = self.last_seen.lock() {
+                        last.insert(name.clone(), i.clone());
+                    }
+                    i
+                }
+                None => self.remembered(name),
+            };
+            let fenced = pod.and_then(role_of) == Some(ROLE_FENCED);
+            seen.push(Instance { fenced, ..instance });
+        }
+        seen
+    }
+
+    async fn fence(&self, instance: &str) -> Result<(), OpsError> {
+        let pod = self.pod("fence", instance).await?;
+        if role_of(&pod) == Some(ROLE_FENCED) {
+            return Ok(());
+        }
+        self.label("fence", instance, ROLE_FENCED).await?;
+        // The label takes it out of the Services; the restart stops a server that may still
+        // hold connections. The new pod waits for a role (see start.sh).
+        let now = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        match self.pods.delete(instance, &now).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(ops_error("fence", instance, e)),
+        }
+    }
+
+    async fn promote(&self, instance: &str) -> Result<(), OpsError> {
+        let pod = self.pod("promote", instance).await?;
+        let options = self
+            .connect_options(&pod)
+            .ok_or_else(|| ops_error("promote", instance, "the pod has no address"))?;
+        probe::promote(&options)
+            .await
+            .map_err(|e| ops_error("promote", instance, e))
+    }
+
+    async fn repoint(&self, primary: &str) -> Result<(), OpsError> {
+        self.label("repoint", primary, ROLE_PRIMARY).await?;
+        let listed = self
+            .pods
+            .list(&ListParams::default().labels(&self.selector))
+            .await
+            .map_err(|e| ops_error("repoint", &self.selector, e))?;
+        for pod in &listed.items {
+            let name = pod.name_any();
+            let role = role_of(pod);
+            if name != primary && role == Some(ROLE_PRIMARY) {
+                // Another pod still labelled primary is a former one: out of the Service.
+                self.label("repoint", &name, ROLE_FENCED).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn rejoin(&self, instance: &str, _primary: &str) -> Result<(), OpsError> {
+        // The start script rewinds it onto `-db-rw`, which selects `_primary` by now. A pod
+        // that is being recreated gets the replica label from the reconcile instead.
+        match self.set_role(instance, ROLE_REPLICA).await {
+            Ok(()) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(ops_error("rejoin", instance, e)),
+        }
+    }
+}
