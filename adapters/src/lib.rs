@@ -4,6 +4,7 @@
 //! the same code paths above them.
 #![forbid(unsafe_code)]
 
+pub mod chunk_writer;
 pub mod clock;
 pub mod local;
 pub mod meta;
@@ -17,6 +18,7 @@ pub mod s3;
 pub mod sqlite;
 pub mod sqlite_queue;
 pub mod tenants;
+pub mod tree;
 
 pub use local::LocalDirStore;
 pub use meta::{
@@ -30,3 +32,4 @@ pub use s3::{S3Options, S3Store};
 pub use sqlite::SqliteStore;
 pub use sqlite_queue::SqliteQueue;
 pub use tenants::{TenantKeyError, TenantKeys};
+pub use tree::{Change, ChangePage, Entry, ListQuery, Listing, TreeStore, Version};

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use filestore_domain::keys::WrappedSecret;
 use filestore_domain::messages::ChunkEntry;
 use filestore_domain::state::IllegalTransition;
+use filestore_domain::tree::{Expect, RevMismatch};
 use filestore_domain::{FileEvent, FileId, FileStatus, OwnerId};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,22 @@ pub enum StoreError {
     Corrupt(String),
     #[error("metadata database error: {0}")]
     Database(String),
+    #[error(transparent)]
+    RevConflict(#[from] RevMismatch),
+    #[error("no such path: {0}")]
+    PathNotFound(String),
+    #[error("{0} already holds a file")]
+    PathTaken(String),
+    #[error("{0} is a file, so nothing can go inside it")]
+    ParentIsFile(String),
+    #[error("{0} is a folder with files in it")]
+    PathIsFolder(String),
+    #[error("{0}")]
+    InvalidMove(String),
+    #[error("{0}")]
+    VersionUnavailable(String),
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -67,6 +84,8 @@ pub struct NewFile {
     pub size: u64,
     pub declared_sha256: Option<String>,
     pub content_type: String,
+    /// What finalize requires of the path's head before this file may become it.
+    pub expect: Expect,
 }
 
 impl NewFile {
@@ -145,7 +164,7 @@ pub trait ChunkRemoval: Send {
 }
 
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataStore: crate::tree::TreeStore + Send + Sync + 'static {
     /// Cheap liveness probe of the database.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -170,8 +189,10 @@ pub trait MetadataStore: Send + Sync + 'static {
         sha256_hex: &str,
     ) -> Result<UploadRecord, StoreError>;
 
-    /// Finalize: `uploading -> processing` and the announcement, in one transaction, only if
-    /// the recorded upload is still the one the caller verified (`size`, `sha256_hex`).
+    /// Finalize: `uploading -> processing`, the file as the new head of its path (if what it
+    /// was registered against still holds: [`StoreError::RevConflict`] otherwise) and the
+    /// announcement, in one transaction, only if the recorded upload is still the one the
+    /// caller verified (`size`, `sha256_hex`).
     async fn finalize_upload(
         &self,
         id: &FileId,

@@ -5,6 +5,8 @@ use utoipa::ToSchema;
 
 use crate::error::Problem;
 
+pub mod tree;
+
 /// One file to upload.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -18,6 +20,10 @@ pub struct RegisterFile {
     pub sha256: Option<String>,
     /// MIME type; `application/octet-stream` when absent.
     pub content_type: Option<String>,
+    /// The revision of the path this upload edits: finalize answers 409 `rev_conflict` if the
+    /// path moved on meanwhile. `0`: the path must be free. Absent: the upload becomes the head
+    /// whatever is there (the previous head stays as a version).
+    pub parent_rev: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -120,6 +126,9 @@ pub struct FinalizeRequest {
 pub struct FinalizeResponse {
     pub file_id: String,
     pub status: String,
+    /// The revision this file became at its path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rev: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -138,7 +147,7 @@ pub struct FileMetadata {
     pub updated_at: String,
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {

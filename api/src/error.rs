@@ -108,6 +108,18 @@ impl From<StoreError> for ApiError {
             StoreError::Illegal(t) => Self::conflict("invalid_state", t.to_string()),
             StoreError::UploadMismatch => Self::conflict("upload_conflict", e.to_string()),
             StoreError::NotUploading => Self::conflict("not_uploading", e.to_string()),
+            StoreError::RevConflict(_) => Self::conflict("rev_conflict", e.to_string()),
+            StoreError::PathNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            StoreError::PathTaken(_) => Self::conflict("destination_exists", e.to_string()),
+            StoreError::ParentIsFile(_) => Self::conflict("parent_is_file", e.to_string()),
+            StoreError::PathIsFolder(_) => Self::conflict("path_is_folder", e.to_string()),
+            StoreError::InvalidMove(_) => Self::bad_request("invalid_move", e.to_string()),
+            StoreError::VersionUnavailable(_) => {
+                Self::conflict("version_unavailable", e.to_string())
+            }
+            StoreError::Busy(_) => Self::conflict("busy", e.to_string()),
             other => Self::internal(other),
         }
     }

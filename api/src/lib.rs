@@ -40,6 +40,20 @@ const JSON_BODY_LIMIT: usize = 16 * 1024 * 1024;
         routes::download::descriptor_batch,
         routes::download::content,
         routes::download::chunk,
+        routes::delta::chunking,
+        routes::delta::missing,
+        routes::delta::put_chunk,
+        routes::delta::assemble,
+        routes::tree::list,
+        routes::tree::list_trash,
+        routes::tree::entry,
+        routes::tree::move_path,
+        routes::tree::delete,
+        routes::tree::restore,
+        routes::tree::purge,
+        routes::tree::versions,
+        routes::tree::restore_version,
+        routes::tree::changes,
         routes::ops::usage,
         routes::ops::healthz,
         routes::ops::readyz,
@@ -67,7 +81,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{download, ops, upload};
+    use routes::{delta, download, ops, tree, upload};
     Router::new()
         .route("/v1/file", post(upload::register_one))
         .route("/v1/file/{id}", get(download::descriptor))
@@ -82,6 +96,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/files/{id}/finalize", post(upload::finalize))
         .route("/v1/files/{id}/metadata", get(upload::metadata))
         .route("/v1/chunks/{id}", get(download::chunk))
+        .route("/v1/chunks/{id}/content", axum::routing::put(delta::put_chunk))
+        .route("/v1/chunks/missing", post(delta::missing))
+        .route("/v1/chunking", get(delta::chunking))
+        .route("/v1/files/{id}/assemble", post(delta::assemble))
+        .route("/v1/tree", get(tree::list))
+        .route("/v1/tree/move", post(tree::move_path))
+        .route("/v1/tree/delete", post(tree::delete))
+        .route("/v1/entry", get(tree::entry))
+        .route("/v1/trash", get(tree::list_trash))
+        .route("/v1/trash/restore", post(tree::restore))
+        .route("/v1/trash/purge", post(tree::purge))
+        .route("/v1/versions", get(tree::versions))
+        .route("/v1/versions/restore", post(tree::restore_version))
+        .route("/v1/changes", get(tree::changes))
         .route("/v1/usage", get(ops::usage))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

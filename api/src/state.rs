@@ -21,6 +21,8 @@ pub struct Inner {
     pub verifier: Verifier,
     /// Wakes the outbox relay after a commit that announced something.
     pub outbox_wake: Arc<Notify>,
+    /// Wakes the change feed's long-polls after a commit that changed a tree.
+    pub tree_wake: Arc<Notify>,
     pub metrics: Option<PrometheusHandle>,
     pub chunk_params: ChunkParams,
     pub config: ApiConfig,

@@ -2,6 +2,7 @@
 use axum::http::StatusCode;
 use filestore_adapters::NewFile;
 use filestore_domain::paths::{PathError, normalize};
+use filestore_domain::tree::Expect;
 use filestore_domain::{FileId, OwnerId};
 
 use crate::dto::RegisterFile;
@@ -71,6 +72,31 @@ pub fn path(raw: &str) -> Result<String, ApiError> {
     })
 }
 
+/// A listing prefix: empty, or the start of a path (`docs/` for a folder's contents).
+pub fn prefix(raw: &str) -> Result<String, ApiError> {
+    let trimmed = raw.strip_prefix('/').unwrap_or(raw);
+    let Some(stem) = trimmed.strip_suffix('/').or(Some(trimmed)).filter(|s| !s.is_empty()) else {
+        return Ok(String::new());
+    };
+    let normal = path(stem)?;
+    Ok(if trimmed.ends_with('/') {
+        format!("{normal}/")
+    } else {
+        normal
+    })
+}
+
+/// A client's `parentRev`: absent, 0 (create) or a revision it saw.
+pub fn parent_rev(rev: Option<i64>) -> Result<Expect, ApiError> {
+    match rev {
+        Some(n) if n < 0 => Err(ApiError::bad_request(
+            "invalid_parent_rev",
+            format!("parentRev is a revision (>= 1) or 0 for a new file, got {n}"),
+        )),
+        other => Ok(Expect::from_parent_rev(other)),
+    }
+}
+
 pub fn registration(
     owner: &OwnerId,
     req: &RegisterFile,
@@ -83,6 +109,7 @@ pub fn registration(
         size: size(&req.size, max_size)?,
         declared_sha256: req.sha256.as_deref().map(sha256_hex).transpose()?,
         content_type: content_type(req.content_type.as_deref())?,
+        expect: parent_rev(req.parent_rev)?,
     })
 }
 
@@ -114,6 +141,23 @@ mod tests {
     fn paths_map_to_their_own_codes() {
         assert_eq!(path("../../etc/passwd").unwrap_err().code, "invalid_path");
         assert_eq!(path(&"x".repeat(300)).unwrap_err().code, "path_too_long");
+    }
+
+    #[test]
+    fn prefixes_are_empty_or_the_start_of_a_valid_path() {
+        assert_eq!(prefix("").unwrap(), "");
+        assert_eq!(prefix("/").unwrap(), "");
+        assert_eq!(prefix("/docs/").unwrap(), "docs/");
+        assert_eq!(prefix("docs/rep").unwrap(), "docs/rep");
+        assert_eq!(prefix("../x/").unwrap_err().code, "invalid_path");
+    }
+
+    #[test]
+    fn parent_revs_are_absent_zero_or_a_revision() {
+        assert_eq!(parent_rev(None), Ok(Expect::Any));
+        assert_eq!(parent_rev(Some(0)), Ok(Expect::Absent));
+        assert_eq!(parent_rev(Some(5)), Ok(Expect::Rev(5)));
+        assert_eq!(parent_rev(Some(-1)).unwrap_err().code, "invalid_parent_rev");
     }
 
     #[test]

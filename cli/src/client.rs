@@ -2,6 +2,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
+use filestore_api::dto::tree::{ChangesMade, ChangesPage, EntryInfo, ListingPage};
 use filestore_api::dto::{Descriptor, FileMetadata};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -209,5 +210,186 @@ impl Client {
 
     pub async fn usage(&self) -> Result<Value, ClientError> {
         self.get_json("/v1/usage").await
+    }
+
+    /// Finalize, and the revision the file became at its path.
+    pub async fn finalize_rev(
+        &self,
+        id: &str,
+        sha256_hex: &str,
+        size: u64,
+    ) -> Result<(String, Option<i64>), ClientError> {
+        let resp = self
+            .http
+            .post(self.url(&format!("/v1/files/{id}/finalize")))
+            .bearer_auth(&self.token)
+            .json(&json!({ "checksum": format!("sha256-{sha256_hex}"), "size": size }))
+            .send()
+            .await?;
+        let body: Value = Self::check(resp).await?.json().await?;
+        let status = body["status"].as_str().unwrap_or_default().to_owned();
+        Ok((status, body["rev"].as_i64()))
+    }
+
+    async fn get_query<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .query(query)
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        Ok(Self::check(resp).await?.json().await?)
+    }
+
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?;
+        Ok(Self::check(resp).await?.json().await?)
+    }
+
+    /// One page of the live tree under `prefix`.
+    pub async fn list_tree(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<ListingPage, ClientError> {
+        let mut query = vec![("prefix", prefix.to_owned()), ("limit", limit.to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        self.get_query("/v1/tree", &query).await
+    }
+
+    /// The changes after `cursor`; waits up to `timeout_secs` for one.
+    pub async fn changes(
+        &self,
+        cursor: i64,
+        limit: u32,
+        timeout_secs: u64,
+    ) -> Result<ChangesPage, ClientError> {
+        let query = [
+            ("cursor", cursor.to_string()),
+            ("limit", limit.to_string()),
+            ("timeout", timeout_secs.to_string()),
+        ];
+        self.get_query("/v1/changes", &query).await
+    }
+
+    /// The head of `path`, if it has one.
+    pub async fn entry(&self, path: &str) -> Result<Option<EntryInfo>, ClientError> {
+        match self.get_query("/v1/entry", &[("path", path.to_owned())]).await {
+            Ok(e) => Ok(Some(e)),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn move_path(
+        &self,
+        from: &str,
+        to: &str,
+        parent_rev: Option<i64>,
+    ) -> Result<ChangesMade, ClientError> {
+        let body = json!({ "from": from, "to": to, "parentRev": parent_rev });
+        self.post("/v1/tree/move", &body).await
+    }
+
+    pub async fn delete_path(
+        &self,
+        path: &str,
+        parent_rev: Option<i64>,
+    ) -> Result<ChangesMade, ClientError> {
+        let body = json!({ "path": path, "parentRev": parent_rev });
+        self.post("/v1/tree/delete", &body).await
+    }
+
+    /// The server's chunking parameters: `(min, avg, max)` bytes.
+    pub async fn chunking(&self) -> Result<(u32, u32, u32), ClientError> {
+        let v: Value = self.get_json("/v1/chunking").await?;
+        let n = |k: &str| v[k].as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+        Ok((n("minSize"), n("avgSize"), n("maxSize")))
+    }
+
+    /// Which of these chunk hashes the server lacks.
+    pub async fn missing_chunks(&self, sha256: &[String]) -> Result<Vec<String>, ClientError> {
+        let v: Value = self
+            .post("/v1/chunks/missing", &json!({ "sha256": sha256 }))
+            .await?;
+        Ok(v["sha256"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|h| h.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default())
+    }
+
+    pub async fn put_chunk(&self, sha256: &str, bytes: Vec<u8>) -> Result<(), ClientError> {
+        let resp = self
+            .http
+            .put(self.url(&format!("/v1/chunks/{sha256}/content")))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await?;
+        Self::check(resp).await?;
+        Ok(())
+    }
+
+    /// Has the server build file `id` from its chunks; returns the SHA-256 it stored.
+    pub async fn assemble(
+        &self,
+        id: &str,
+        chunks: &[(String, u32)],
+    ) -> Result<String, ClientError> {
+        let list: Vec<Value> = chunks
+            .iter()
+            .map(|(sha, length)| json!({ "sha256": sha, "length": length }))
+            .collect();
+        let v: Value = self
+            .post(&format!("/v1/files/{id}/assemble"), &json!({ "chunks": list }))
+            .await?;
+        Ok(v["sha256"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Descriptors of several files in one request; each either a descriptor or a problem.
+    pub async fn descriptors(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, Result<Descriptor, Value>)>, ClientError> {
+        #[derive(Deserialize)]
+        struct Item {
+            id: String,
+            descriptor: Option<Descriptor>,
+            error: Option<Value>,
+        }
+        #[derive(Deserialize)]
+        struct Batch {
+            files: Vec<Item>,
+        }
+        let batch: Batch = self
+            .get_query("/v1/files", &[("id", ids.join(","))])
+            .await?;
+        Ok(batch
+            .files
+            .into_iter()
+            .map(|i| {
+                let got = i.descriptor.ok_or_else(|| i.error.unwrap_or(Value::Null));
+                (i.id, got)
+            })
+            .collect())
     }
 }

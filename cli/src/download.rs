@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::client::Client;
+use crate::sync::chunks::Pieces;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntegrityError {
@@ -114,16 +115,11 @@ pub async fn download(
 ) -> anyhow::Result<()> {
     check_tiling(&d)?;
     let progress = bar(d.size);
-    let name = d.path.clone();
-    let expected = d.sha256.clone();
-    let check = match target {
-        Target::Stdout => ChunkCheck::Full,
-        Target::File(_) => ChunkCheck::WholeFileLater,
-    };
-    let chunks =
-        futures::stream::iter(d.chunks.clone()).map(|link| fetch_plain(client, &name, link, check));
     match target {
         Target::Stdout => {
+            let name = d.path.clone();
+            let chunks = futures::stream::iter(d.chunks.clone())
+                .map(|link| fetch_plain(client, &name, link, ChunkCheck::Full));
             let mut out = std::io::stdout().lock();
             let mut hasher = Sha256::new();
             let mut ordered = chunks.buffered(parallelism.max(1));
@@ -134,70 +130,106 @@ pub async fn download(
                 progress.inc(plain.len() as u64);
             }
             out.flush()?;
-            if hex::encode(hasher.finalize()) != expected {
+            if hex::encode(hasher.finalize()) != d.sha256 {
                 bail!(IntegrityError::File(d.path.clone()));
             }
         }
         Target::File(dest) => {
-            // A fresh, exclusively created sibling: never a planted link, never another
-            // download's file, on the destination's filesystem so the rename is atomic; it is
-            // removed on every path that does not complete.
             let parent = match dest.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                 _ => PathBuf::from("."),
             };
-            let tmp = tempfile::Builder::new()
-                .prefix(&format!(".{}.", local_name(&d.path)))
-                .suffix(".filestore-partial")
-                .tempfile_in(&parent)
-                .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
-            let file = tmp.as_file().try_clone()?;
-            // Chunks are fetched and decrypted in parallel but handed over in order, so the
-            // whole-file digest is computed while writing instead of by reading the file back.
-            let (tx, mut rx) =
-                tokio::sync::mpsc::channel::<(ChunkLink, Vec<u8>)>(parallelism.max(1));
-            let writer_progress = progress.clone();
-            let writer = tokio::task::spawn_blocking(move || {
-                let mut hasher = Sha256::new();
-                while let Some((link, plain)) = rx.blocking_recv() {
-                    hasher.update(&plain);
-                    file.write_all_at(&plain, link.offset)?;
-                    writer_progress.inc(plain.len() as u64);
-                }
-                file.set_len(d.size)?;
-                file.sync_all()?;
-                anyhow::Ok(hex::encode(hasher.finalize()))
-            });
-            let mut ordered = chunks.buffered(parallelism.max(1));
-            let mut fetched = Ok(());
-            while let Some(next) = ordered.next().await {
-                match next {
-                    Ok(item) => {
-                        if tx.send(item).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        fetched = Err(e);
-                        break;
-                    }
-                }
-            }
-            drop(tx);
-            let digest = writer.await?;
-            let verified = fetched.and_then(|()| {
-                if digest? != expected {
-                    bail!(IntegrityError::File(d.path.clone()));
-                }
-                Ok(())
-            });
-            verified?;
+            let (tmp, _) = fetch_to_temp(client, &d, &parent, parallelism, &progress, None).await?;
             tmp.persist(&dest)
                 .with_context(|| format!("moving the download to {}", dest.display()))?;
         }
     }
     progress.finish_and_clear();
     Ok(())
+}
+
+/// Fetches the file into a fresh temporary file in `dir`, verified whole against its SHA-256
+/// and synced to disk, for the caller to rename into place. The temporary file is a new,
+/// exclusively created one (never a planted link, never another download's file), on the
+/// destination's filesystem so the rename is atomic; it is removed on every path that does not
+/// complete.
+///
+/// Pieces that `reuse` (an older local copy cut the server's way) already holds are read from
+/// it instead of fetched; the second value is how many bytes were fetched.
+pub async fn fetch_to_temp(
+    client: &Client,
+    d: &Descriptor,
+    dir: &std::path::Path,
+    parallelism: usize,
+    progress: &ProgressBar,
+    reuse: Option<&Pieces>,
+) -> anyhow::Result<(tempfile::NamedTempFile, u64)> {
+    check_tiling(d)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", local_name(&d.path)))
+        .suffix(".filestore-partial")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let file = tmp.as_file().try_clone()?;
+    let size = d.size;
+    // Chunks are fetched and decrypted in parallel but handed over in order, so the
+    // whole-file digest is computed while writing instead of by reading the file back.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(ChunkLink, Vec<u8>)>(parallelism.max(1));
+    let writer_progress = progress.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256::new();
+        while let Some((link, plain)) = rx.blocking_recv() {
+            hasher.update(&plain);
+            file.write_all_at(&plain, link.offset)?;
+            writer_progress.inc(plain.len() as u64);
+        }
+        file.set_len(size)?;
+        file.sync_all()?;
+        anyhow::Ok(hex::encode(hasher.finalize()))
+    });
+    let name = d.path.clone();
+    let local = reuse.map(Pieces::by_sha).unwrap_or_default();
+    let fetched_bytes: u64 = d
+        .chunks
+        .iter()
+        .filter(|c| !local.contains_key(&c.sha256))
+        .map(|c| u64::from(c.length))
+        .sum();
+    let chunks = futures::stream::iter(d.chunks.clone()).map(|link| {
+        let here = local.get(&link.sha256).copied().zip(reuse.cloned());
+        let name = name.clone();
+        async move {
+            match here {
+                Some((piece, from)) if piece.length == link.length => {
+                    let plain = tokio::task::spawn_blocking(move || from.read(&piece)).await??;
+                    Ok((link, plain))
+                }
+                _ => fetch_plain(client, &name, link, ChunkCheck::WholeFileLater).await,
+            }
+        }
+    });
+    let mut ordered = chunks.buffered(parallelism.max(1));
+    let mut fetched = Ok(());
+    while let Some(next) = ordered.next().await {
+        match next {
+            Ok(item) => {
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                fetched = Err(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let digest = writer.await?;
+    fetched?;
+    if digest? != d.sha256 {
+        bail!(IntegrityError::File(d.path.clone()));
+    }
+    Ok((tmp, fetched_bytes))
 }
 
 /// The last component of a server path, safe as a local file name.

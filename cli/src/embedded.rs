@@ -152,6 +152,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Running> {
         signer: UrlSigner::new(secrets.url_key.clone()),
         verifier: verifier(&cfg.api, &secrets.jwt_secret)?,
         outbox_wake: relay.waker(),
+        tree_wake: Arc::default(),
         metrics: metrics_handle(),
         chunk_params: params,
         config: cfg.api.clone(),

@@ -7,5 +7,6 @@ pub mod download;
 pub mod embedded;
 pub mod production;
 pub mod secrets;
+pub mod sync;
 pub mod token;
 pub mod upload;

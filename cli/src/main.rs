@@ -12,7 +12,9 @@ use filestore_cli::download::{Target, download, local_name};
 use filestore_cli::embedded::{self, EmbeddedConfig};
 use filestore_cli::production::{self, ApiRoleConfig, SweepCommandConfig, WorkerRoleConfig};
 use filestore_cli::upload::{collect, upload, wait_settled};
+use filestore_cli::sync::{self, SyncOptions, Syncer};
 use filestore_cli::{secrets, token};
+use std::time::Duration;
 use filestore_worker::WorkerConfig;
 
 const DEFAULT_DATA_DIR: &str = "./filestore-data";
@@ -122,6 +124,33 @@ enum Command {
     },
     /// Show what your files take: logical bytes and deduplicated stored bytes.
     Usage,
+    /// Keep a local folder and your files on the server in sync, both ways; prints what each
+    /// pass did as JSON. A true conflict keeps both versions (a conflicted copy beside it).
+    Sync {
+        dir: PathBuf,
+        /// Keep running: sync whenever the folder or the server changes.
+        #[arg(long)]
+        watch: bool,
+        /// Names this device in conflicted copies.
+        #[arg(long, env = "FILESTORE_DEVICE")]
+        device: Option<String>,
+        /// Files transferred at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// With --watch: a pass at least this often (seconds), should a notification be missed.
+        #[arg(long, default_value_t = 300)]
+        idle_secs: u64,
+    },
+}
+
+/// This machine's name, for conflicted copies.
+fn device_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "this device".into())
 }
 
 fn token_or_default(token: Option<String>) -> anyhow::Result<String> {
@@ -312,6 +341,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let client = Client::new(&cli.server, &token_or_default(cli.token)?)?;
             println!("{}", serde_json::to_string_pretty(&client.usage().await?)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync {
+            dir,
+            watch,
+            device,
+            concurrency,
+            idle_secs,
+        } => {
+            let client = Client::new(&cli.server, &token_or_default(cli.token)?)?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let opts = SyncOptions {
+                root: dir.canonicalize()?,
+                host: device.unwrap_or_else(device_name),
+                concurrency,
+            };
+            let syncer = Syncer::open(client, &cli.server, opts).await?;
+            if watch {
+                let print = |r: &sync::Report| {
+                    if r.did_work() || !r.failed.is_empty() {
+                        println!("{}", serde_json::to_string(r).unwrap_or_default());
+                    }
+                };
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                sync::watch::watch(&syncer, Duration::from_secs(idle_secs), print, stop).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let report = syncer.until_settled(50).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            for f in &report.failed {
+                eprintln!("not synced yet: {f}");
+            }
+            Ok(if report.failed.is_empty() && report.waiting == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

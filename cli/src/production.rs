@@ -267,6 +267,7 @@ pub async fn run_api(cfg: ApiRoleConfig) -> anyhow::Result<()> {
         signer: UrlSigner::new(url_key),
         verifier: verifier(&cfg.api, "")?,
         outbox_wake: relay.waker(),
+        tree_wake: Arc::default(),
         metrics: metrics_handle(),
         chunk_params: filestore_domain::chunking::ChunkParams::DEFAULT,
         config: cfg.api.clone(),

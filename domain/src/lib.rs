@@ -9,6 +9,7 @@ pub mod messages;
 pub mod paths;
 pub mod signing;
 pub mod state;
+pub mod tree;
 #[cfg(test)]
 mod testing;
 

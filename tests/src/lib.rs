@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod pgcluster;
 pub mod process;
 pub mod services;
+pub mod sync;
 pub mod tcp_proxy;
 
 /// Chunk sizes small enough that test files of a few MiB span many chunks.

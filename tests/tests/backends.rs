@@ -1,6 +1,7 @@
 //! One contract, two implementations: every port behaves the same on its embedded adapter
 //! (SQLite, a local directory, the database-backed queue) and on its production adapter
 //! (PostgreSQL, S3, RabbitMQ) against the real servers.
+use filestore_domain::tree::Expect;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ fn new_file(owner: &str, size: u64) -> NewFile {
         size,
         declared_sha256: None,
         content_type: "text/plain".into(),
+        expect: Expect::Any,
     }
 }
 

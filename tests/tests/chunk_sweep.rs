@@ -1,5 +1,6 @@
 //! The chunk sweep removes what nothing needs and nothing else, on both deployments' stores:
 //! SQLite with a local directory, and PostgreSQL with S3.
+use filestore_domain::tree::Expect;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ impl<'a> Tenant<'a> {
             size,
             declared_sha256: None,
             content_type: "application/octet-stream".into(),
+            expect: Expect::Any,
         };
         self.store
             .create_files(std::slice::from_ref(&f))

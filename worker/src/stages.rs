@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use filestore_adapters::objects::ObjectError;
 use filestore_adapters::queue::Delivery;
 use filestore_adapters::{FileRecord, StoreError};
 use filestore_domain::chunking::{Chunk, StreamChunker};
-use filestore_domain::codec::encode_hashed;
+use filestore_adapters::chunk_writer::store_chunk as store_chunk_once;
 use filestore_domain::keys::{TenantSecret, sha256};
 use filestore_domain::messages::{
     self, ChunkEntry, ChunksCreated, FileMessage, MessageError, Stage, routing,
@@ -217,9 +216,8 @@ async fn chunk(p: &Arc<Pipeline>, msg: FileMessage) -> Result<(), StageError> {
         .map_err(|e| transient(&id)(&e))
 }
 
-/// Stores one chunk unless the tenant already has it: the object first, then the dedupe index,
-/// so an indexed chunk always has its object; the write holds the sweep off that chunk until it
-/// is recorded.
+/// Hashes one chunk and stores it unless the tenant already has it (see
+/// [`filestore_adapters::chunk_writer`]).
 async fn store_chunk(
     p: Arc<Pipeline>,
     tenant: TenantSecret,
@@ -234,46 +232,25 @@ async fn store_chunk(
     let (h, data) = tokio::task::spawn_blocking(move || (sha256(&data), data))
         .await
         .map_err(|e| fail(&e))?;
-    let chunk_id = tenant.chunk_id(&h);
-    let id_text = chunk_id.to_string();
-    let known = p
-        .store
-        .known_chunks(&owner, std::slice::from_ref(&id_text))
-        .await
-        .map_err(|e| fail(&e))?;
-    let entry = |stored_size| ChunkEntry {
+    let stored = store_chunk_once(
+        p.store.as_ref(),
+        p.objects.as_ref(),
+        &tenant,
+        &owner,
+        data,
+        h,
+        p.codec,
+    )
+    .await
+    .map_err(|e| fail(&e))?;
+    Ok(ChunkEntry {
         index,
         offset,
         length,
-        id: chunk_id,
+        id: stored.id,
         sha256: h,
-        stored_size,
-    };
-    if let Some((_, stored)) = known.first() {
-        metrics::counter!("filestore_chunks_deduplicated_total").increment(1);
-        return Ok(entry(*stored));
-    }
-    let codec = p.codec;
-    let encoded = tokio::task::spawn_blocking(move || encode_hashed(&tenant, &data, h, codec))
-        .await
-        .map_err(|e| fail(&e))?;
-    let stored = encoded.bytes.len() as u64;
-    let write = p
-        .store
-        .begin_chunk_write(&id_text)
-        .await
-        .map_err(|e| fail(&e))?;
-    p.objects
-        .put_bytes(&chunk_id.object_key(), Bytes::from(encoded.bytes))
-        .await
-        .map_err(|e| fail(&e))?;
-    write
-        .record(&owner, u64::from(length), stored)
-        .await
-        .map_err(|e| fail(&e))?;
-    metrics::counter!("filestore_chunks_stored_total").increment(1);
-    metrics::counter!("filestore_chunk_bytes_stored_total").increment(stored);
-    Ok(entry(stored))
+        stored_size: stored.stored_size,
+    })
 }
 
 /// A manifest must tile the file exactly: contiguous, in order, summing to its size.

@@ -19,6 +19,7 @@ use crate::meta::{
 use crate::rows::{SweepWindow, chunk_from_row, file_from_row, parse_status, to_i64, u64_col};
 
 mod chunks;
+mod tree;
 
 /// How long a relay owns the outbox rows it claimed before another relay may take them.
 const OUTBOX_CLAIM: Duration = Duration::from_secs(10);
@@ -72,6 +73,11 @@ impl PostgresStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// PostgreSQL takes concurrent writers; the tree's writes serialise on row locks instead.
+    pub(crate) async fn write_turn(&self) -> crate::tree::WriteTurn<'_> {
+        None
     }
 }
 
@@ -161,8 +167,8 @@ impl MetadataStore for PostgresStore {
         let now = now_ms();
         for f in files {
             sqlx::query(
-                "INSERT INTO files (id, owner, path, size, declared_sha256, content_type, status, raw_key, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'uploading', $7, $8, $8)",
+                "INSERT INTO files (id, owner, path, size, declared_sha256, content_type, status, raw_key, created_at, updated_at, parent_rev)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'uploading', $7, $8, $8, $9)",
             )
             .bind(f.id.to_string())
             .bind(f.owner.as_str())
@@ -172,6 +178,7 @@ impl MetadataStore for PostgresStore {
             .bind(&f.content_type)
             .bind(NewFile::raw_key(&f.id))
             .bind(now)
+            .bind(f.expect.parent_rev())
             .execute(&mut *tx)
             .await?;
         }
@@ -258,6 +265,7 @@ impl MetadataStore for PostgresStore {
         if updated.rows_affected() != 1 {
             return Err(StoreError::UploadMismatch);
         }
+        tree::commit_version(&mut tx, id).await?;
         sqlx::query("INSERT INTO outbox (routing_key, payload, created_at) VALUES ($1, $2, $3)")
             .bind(&announce.routing_key)
             .bind(&announce.payload)

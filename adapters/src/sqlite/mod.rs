@@ -20,6 +20,7 @@ use crate::meta::{
 use crate::rows::{SweepWindow, chunk_from_row, file_from_row, parse_status, to_i64, u64_col};
 
 mod chunks;
+mod tree;
 use chunks::ChunkLocks;
 
 /// SQLite has one writer at a time; taking turns inside the process avoids busy errors on
@@ -81,6 +82,10 @@ impl SqliteStore {
 
     pub(crate) fn writer(&self) -> &Mutex<()> {
         &self.writer
+    }
+
+    pub(crate) async fn write_turn(&self) -> crate::tree::WriteTurn<'_> {
+        Some(self.writer.lock().await)
     }
 
     fn chunk_locks(&self) -> &ChunkLocks {
@@ -152,8 +157,8 @@ impl MetadataStore for SqliteStore {
         let now = now_ms();
         for f in files {
             sqlx::query(
-                "INSERT INTO files (id, owner, path, size, declared_sha256, content_type, status, raw_key, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, 'uploading', ?, ?, ?)",
+                "INSERT INTO files (id, owner, path, size, declared_sha256, content_type, status, raw_key, created_at, updated_at, parent_rev)
+                 VALUES (?, ?, ?, ?, ?, ?, 'uploading', ?, ?, ?, ?)",
             )
             .bind(f.id.to_string())
             .bind(f.owner.as_str())
@@ -164,6 +169,7 @@ impl MetadataStore for SqliteStore {
             .bind(NewFile::raw_key(&f.id))
             .bind(now)
             .bind(now)
+            .bind(f.expect.parent_rev())
             .execute(&mut *tx)
             .await?;
         }
@@ -252,6 +258,7 @@ impl MetadataStore for SqliteStore {
         if updated.rows_affected() != 1 {
             return Err(StoreError::UploadMismatch);
         }
+        tree::commit_version(&mut tx, id).await?;
         sqlx::query("INSERT INTO outbox (routing_key, payload, created_at) VALUES (?, ?, ?)")
             .bind(&announce.routing_key)
             .bind(&announce.payload)

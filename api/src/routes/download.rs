@@ -166,7 +166,7 @@ pub fn distinct_ids(list: &str) -> Vec<&str> {
 }
 
 /// Fetches, decrypts and verifies one chunk.
-async fn open_chunk(
+pub(crate) async fn open_chunk(
     state: AppState,
     tenant: TenantSecret,
     entry: ChunkEntry,

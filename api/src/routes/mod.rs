@@ -1,6 +1,8 @@
 //! HTTP handlers, grouped by what the client is doing.
+pub mod delta;
 pub mod download;
 pub mod ops;
+pub mod tree;
 pub mod upload;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};

@@ -8,6 +8,7 @@ use filestore_adapters::meta::OutboxMessage;
 use filestore_adapters::{FileRecord, NewFile, StoreError, UploadRecord};
 use filestore_domain::FileStatus;
 use filestore_domain::messages::{FileMessage, routing};
+use filestore_domain::tree::Expect;
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -180,6 +181,7 @@ pub async fn register_one(
     ApiJson(req): ApiJson<RegisterFile>,
 ) -> Result<(axum::http::StatusCode, Json<Registered>), ApiError> {
     let file = validate::registration(&owner, &req, state.config.max_file_size)?;
+    check_parent(&state, &file).await?;
     state
         .store
         .create_files(std::slice::from_ref(&file))
@@ -210,11 +212,14 @@ pub async fn register_batch(
             ),
         ));
     }
-    let checked: Vec<Result<NewFile, ApiError>> = req
-        .files
-        .iter()
-        .map(|f| validate::registration(&owner, f, state.config.max_file_size))
-        .collect();
+    let mut checked: Vec<Result<NewFile, ApiError>> = Vec::with_capacity(req.files.len());
+    for f in &req.files {
+        let file = validate::registration(&owner, f, state.config.max_file_size);
+        checked.push(match file {
+            Ok(file) => check_parent(&state, &file).await.map(|()| file),
+            Err(e) => Err(e),
+        });
+    }
     let valid: Vec<NewFile> = checked
         .iter()
         .filter_map(|r| r.as_ref().ok().cloned())
@@ -272,50 +277,57 @@ pub async fn put_content(
         .objects
         .put_stream_exact(&attempt_key, Box::pin(stream), file.size)
         .await?;
-    let mismatch = if file
-        .declared_sha256
-        .as_deref()
-        .is_some_and(|d| d != stored.sha256_hex)
-    {
-        Some(ApiError::bad_request(
-            "checksum_mismatch",
-            "the bytes do not match the SHA-256 declared at registration",
-        ))
-    } else {
-        None
-    };
-    if let Some(err) = mismatch {
-        state.objects.delete(&attempt_key).await?;
-        return Err(err);
-    }
-    let recorded = state
-        .store
-        .record_upload(&file.id, &attempt_key, stored.size, &stored.sha256_hex)
-        .await;
-    match recorded {
-        Ok(UploadRecord::Recorded { superseded }) => {
-            if let Some(old) = superseded {
-                state.objects.delete(&old).await?;
-            }
-        }
-        Ok(UploadRecord::AlreadyHad) => state.objects.delete(&attempt_key).await?,
-        Err(e) => {
-            state.objects.delete(&attempt_key).await?;
-            return Err(match e {
-                StoreError::NotUploading => ApiError::conflict(
-                    "not_uploading",
-                    "the file was finalized meanwhile; its content can no longer change",
-                ),
-                other => other.into(),
-            });
-        }
-    }
+    record_attempt(&state, &file, &attempt_key, &stored).await?;
     metrics::counter!("filestore_upload_bytes_total").increment(stored.size);
     Ok(Json(UploadReceipt {
         file_id: file.id.to_string(),
         size: stored.size,
         sha256: stored.sha256_hex,
     }))
+}
+
+/// Makes the object one upload attempt stored at `attempt_key` the file's content, if it is
+/// what registration declared and the file still takes content; otherwise removes it.
+pub(crate) async fn record_attempt(
+    state: &AppState,
+    file: &FileRecord,
+    attempt_key: &str,
+    stored: &filestore_adapters::PutOutcome,
+) -> Result<(), ApiError> {
+    if file
+        .declared_sha256
+        .as_deref()
+        .is_some_and(|d| d != stored.sha256_hex)
+    {
+        state.objects.delete(attempt_key).await?;
+        return Err(ApiError::bad_request(
+            "checksum_mismatch",
+            "the bytes do not match the SHA-256 declared at registration",
+        ));
+    }
+    let recorded = state
+        .store
+        .record_upload(&file.id, attempt_key, stored.size, &stored.sha256_hex)
+        .await;
+    match recorded {
+        Ok(UploadRecord::Recorded { superseded }) => {
+            if let Some(old) = superseded {
+                state.objects.delete(&old).await?;
+            }
+            Ok(())
+        }
+        Ok(UploadRecord::AlreadyHad) => Ok(state.objects.delete(attempt_key).await?),
+        Err(e) => {
+            state.objects.delete(attempt_key).await?;
+            Err(match e {
+                StoreError::NotUploading => ApiError::conflict(
+                    "not_uploading",
+                    "the file was finalized meanwhile; its content can no longer change",
+                ),
+                other => other.into(),
+            })
+        }
+    }
 }
 
 /// What finalize must see before a file may move on.
@@ -377,6 +389,7 @@ pub async fn finalize(
             Ok(()) => Ok(Json(FinalizeResponse {
                 file_id: file.id.to_string(),
                 status: file.status.to_string(),
+                rev: head_rev(&state, &file).await?,
             })),
             Err(_) => Err(ApiError::conflict(
                 "already_finalized",
@@ -408,11 +421,35 @@ pub async fn finalize(
             other => other.into(),
         })?;
     state.outbox_wake.notify_one();
+    state.tree_wake.notify_waiters();
     metrics::counter!("filestore_files_finalized_total").increment(1);
     Ok(Json(FinalizeResponse {
         file_id: file.id.to_string(),
         status: status.to_string(),
+        rev: head_rev(&state, &file).await?,
     }))
+}
+
+/// The revision `file` has as its path's head, if it still is the head.
+async fn head_rev(state: &AppState, file: &FileRecord) -> Result<Option<i64>, ApiError> {
+    let head = state.store.entry(&file.owner, &file.path).await?;
+    Ok(head.filter(|e| e.file_id == file.id).map(|e| e.rev))
+}
+
+/// Refuses early an upload whose `parentRev` already fails, before its bytes are sent;
+/// finalize checks again, atomically.
+async fn check_parent(state: &AppState, f: &NewFile) -> Result<(), ApiError> {
+    if f.expect == Expect::Any {
+        return Ok(());
+    }
+    let live = state
+        .store
+        .entry(&f.owner, &f.path)
+        .await?
+        .filter(|e| e.trashed_at_ms.is_none())
+        .map(|e| e.rev);
+    f.expect.check(live).map_err(StoreError::RevConflict)?;
+    Ok(())
 }
 
 /// File information and processing status.

@@ -1,0 +1,767 @@
+//! The user's tree on the metadata store: the head of each path, its versions, trash, and the
+//! change feed a sync client follows. The rules are in `filestore_domain::tree`; this is where
+//! they meet the database.
+//!
+//! Every change takes the owner's row in `change_seq` first and keeps it until commit, so one
+//! owner's changes are numbered without gaps in the order they commit: a client that has read
+//! the feed up to `n` can never later find a change numbered below `n` that it missed.
+use async_trait::async_trait;
+use filestore_domain::tree::{ChangeKind, Expect};
+use filestore_domain::{FileId, FileStatus, OwnerId};
+use sqlx::ColumnIndex;
+use std::str::FromStr;
+
+use crate::meta::StoreError;
+use crate::rows::{StoreRow, parse_status, u64_col};
+
+/// The head of one path: the version a listing shows and a download serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: String,
+    pub file_id: FileId,
+    pub rev: i64,
+    /// When it went to trash (unix ms); `None` for a live file.
+    pub trashed_at_ms: Option<i64>,
+    pub modified_at_ms: i64,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub content_type: String,
+    pub status: FileStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Paths that start with this (`docs/` for a folder's contents); empty for all.
+    pub prefix: String,
+    /// Only paths after this one, for the next page.
+    pub after: Option<String>,
+    pub limit: u32,
+    /// The trash instead of the live tree.
+    pub trashed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    /// The change feed position this listing is consistent with: following the feed from here
+    /// misses nothing that happened after it.
+    pub cursor: i64,
+}
+
+/// One change in the owner's feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Its position in the feed, and the revision it gave `path`.
+    pub seq: i64,
+    pub kind: ChangeKind,
+    pub path: String,
+    pub from_path: Option<String>,
+    pub file_id: FileId,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub status: FileStatus,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangePage {
+    pub changes: Vec<Change>,
+    /// Where to ask from next time.
+    pub cursor: i64,
+    pub has_more: bool,
+}
+
+/// One version a path had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub rev: i64,
+    pub file_id: FileId,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub status: FileStatus,
+    pub created_at_ms: i64,
+}
+
+/// The tree operations; every metadata store has them.
+#[async_trait]
+pub trait TreeStore: Send + Sync {
+    /// The path's head, live or in trash.
+    async fn entry(&self, owner: &OwnerId, path: &str) -> Result<Option<Entry>, StoreError>;
+
+    async fn list_tree(&self, owner: &OwnerId, query: &ListQuery) -> Result<Listing, StoreError>;
+
+    /// Moves a file, or a folder with everything in it; versions move along.
+    async fn move_path(
+        &self,
+        owner: &OwnerId,
+        from: &str,
+        to: &str,
+        expect: Expect,
+    ) -> Result<Vec<Change>, StoreError>;
+
+    /// Moves a file, or every live file in a folder, to trash.
+    async fn trash_path(
+        &self,
+        owner: &OwnerId,
+        path: &str,
+        expect: Expect,
+    ) -> Result<Vec<Change>, StoreError>;
+
+    /// Brings a file, or every trashed file in a folder, back from trash.
+    async fn restore_path(&self, owner: &OwnerId, path: &str) -> Result<Vec<Change>, StoreError>;
+
+    /// Removes a trashed file (or folder) and all its versions for good; returns how many
+    /// versions went. Their chunks are left to the sweep.
+    async fn purge_path(&self, owner: &OwnerId, path: &str) -> Result<u64, StoreError>;
+
+    /// The path's versions, newest first.
+    async fn versions(&self, owner: &OwnerId, path: &str) -> Result<Vec<Version>, StoreError>;
+
+    /// Makes an earlier version of `path` its head again, as a new revision.
+    async fn restore_version(
+        &self,
+        owner: &OwnerId,
+        path: &str,
+        rev: i64,
+    ) -> Result<Change, StoreError>;
+
+    /// Up to `limit` changes after `cursor`, oldest first.
+    async fn changes(
+        &self,
+        owner: &OwnerId,
+        cursor: i64,
+        limit: u32,
+    ) -> Result<ChangePage, StoreError>;
+}
+
+fn file_id<R: StoreRow>(row: &R) -> Result<FileId, StoreError>
+where
+    for<'a> &'a str: ColumnIndex<R>,
+{
+    FileId::from_str(&row.text("file_id")?)
+        .map_err(|e| StoreError::Corrupt(format!("file id: {e}")))
+}
+
+pub(crate) fn entry_from_row<R: StoreRow>(row: &R) -> Result<Entry, StoreError>
+where
+    for<'a> &'a str: ColumnIndex<R>,
+{
+    Ok(Entry {
+        path: row.text("path")?,
+        file_id: file_id(row)?,
+        rev: row.int("rev")?,
+        trashed_at_ms: row.opt_int("trashed_at")?,
+        modified_at_ms: row.int("modified_at")?,
+        size: u64_col(row, "size")?,
+        sha256: row.opt_text("uploaded_sha256")?,
+        content_type: row.text("content_type")?,
+        status: parse_status(&row.text("status")?)?,
+    })
+}
+
+pub(crate) fn change_from_row<R: StoreRow>(row: &R) -> Result<Change, StoreError>
+where
+    for<'a> &'a str: ColumnIndex<R>,
+{
+    Ok(Change {
+        seq: row.int("seq")?,
+        kind: ChangeKind::from_str(&row.text("kind")?).map_err(StoreError::Corrupt)?,
+        path: row.text("path")?,
+        from_path: row.opt_text("from_path")?,
+        file_id: file_id(row)?,
+        size: u64_col(row, "size")?,
+        sha256: row.opt_text("uploaded_sha256")?,
+        status: parse_status(&row.text("status")?)?,
+        at_ms: row.int("at")?,
+    })
+}
+
+pub(crate) fn version_from_row<R: StoreRow>(row: &R) -> Result<Version, StoreError>
+where
+    for<'a> &'a str: ColumnIndex<R>,
+{
+    Ok(Version {
+        rev: row.int("rev")?,
+        file_id: file_id(row)?,
+        size: u64_col(row, "size")?,
+        sha256: row.opt_text("uploaded_sha256")?,
+        status: parse_status(&row.text("status")?)?,
+        created_at_ms: row.int("created_at")?,
+    })
+}
+
+/// A store's turn to write: SQLite takes one writer at a time inside the process, PostgreSQL
+/// needs none.
+pub(crate) type WriteTurn<'a> = Option<tokio::sync::MutexGuard<'a, ()>>;
+
+/// Characters in `s`, as SQL's `substr` and `length` count them on both databases.
+pub(crate) fn sql_len(s: &str) -> i64 {
+    i64::try_from(s.chars().count()).unwrap_or(i64::MAX)
+}
+
+/// The tree's SQL, one text for both databases (sqlx binds `$N` on SQLite too), expanded once
+/// per store: `$store` gets [`TreeStore`], and the module gets `commit_version`, which the
+/// store's finalize calls inside its own transaction. `$snapshot` starts a transaction whose
+/// reads see one snapshot.
+macro_rules! tree_store {
+    ($store:ty, $db:ty, $snapshot:literal) => {
+        use async_trait::async_trait;
+        use filestore_domain::tree::{self, ChangeKind, Expect};
+        use filestore_domain::{FileId, FileStatus, OwnerId};
+        use sqlx::{Row, Transaction};
+
+        use $crate::clock::now_ms;
+        use $crate::meta::StoreError;
+        use $crate::tree::{
+            Change, ChangePage, Entry, ListQuery, Listing, TreeStore, Version, change_from_row,
+            entry_from_row, sql_len, version_from_row,
+        };
+
+        type Tx<'c> = Transaction<'c, $db>;
+
+        const ENTRY_COLUMNS: &str = "e.path, e.file_id, e.rev, e.trashed_at, e.modified_at,
+             f.size, f.uploaded_sha256, f.content_type, f.status
+             FROM entries e JOIN files f ON f.id = e.file_id";
+
+        /// Takes the owner's change row until commit (see the module documentation).
+        async fn lock_owner(tx: &mut Tx<'_>, owner: &OwnerId) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO change_seq (owner, seq) VALUES ($1, 0)
+                 ON CONFLICT (owner) DO UPDATE SET seq = change_seq.seq",
+            )
+            .bind(owner.as_str())
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn next_seq(tx: &mut Tx<'_>, owner: &OwnerId) -> Result<i64, StoreError> {
+            Ok(sqlx::query_scalar(
+                "UPDATE change_seq SET seq = seq + 1 WHERE owner = $1 RETURNING seq",
+            )
+            .bind(owner.as_str())
+            .fetch_one(&mut **tx)
+            .await?)
+        }
+
+        async fn cursor_in(tx: &mut Tx<'_>, owner: &OwnerId) -> Result<i64, StoreError> {
+            let seq: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM change_seq WHERE owner = $1")
+                    .bind(owner.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            Ok(seq.unwrap_or(0))
+        }
+
+        async fn head(
+            tx: &mut Tx<'_>,
+            owner: &OwnerId,
+            path: &str,
+        ) -> Result<Option<Entry>, StoreError> {
+            let sql = format!("SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND e.path = $2");
+            let row = sqlx::query(&sql)
+                .bind(owner.as_str())
+                .bind(path)
+                .fetch_optional(&mut **tx)
+                .await?;
+            row.as_ref().map(entry_from_row).transpose()
+        }
+
+        /// Entries inside `folder`, live or trashed, in path order.
+        async fn inside(
+            tx: &mut Tx<'_>,
+            owner: &OwnerId,
+            folder: &str,
+            trashed: bool,
+            limit: Option<i64>,
+        ) -> Result<Vec<Entry>, StoreError> {
+            let prefix = format!("{folder}/");
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND (e.trashed_at IS NOT NULL) = $2
+                   AND substr(e.path, 1, $3) = $4 ORDER BY e.path LIMIT $5"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(owner.as_str())
+                .bind(trashed)
+                .bind(sql_len(&prefix))
+                .bind(&prefix)
+                .bind(limit.unwrap_or(i64::MAX))
+                .fetch_all(&mut **tx)
+                .await?;
+            rows.iter().map(entry_from_row).collect()
+        }
+
+        /// A live file may appear at `path`: no live file is a folder above it, and it is not
+        /// itself a folder of live files.
+        async fn check_nesting(
+            tx: &mut Tx<'_>,
+            owner: &OwnerId,
+            path: &str,
+        ) -> Result<(), StoreError> {
+            for folder in tree::ancestors(path) {
+                if head(tx, owner, folder)
+                    .await?
+                    .is_some_and(|e| e.trashed_at_ms.is_none())
+                {
+                    return Err(StoreError::ParentIsFile(folder.to_owned()));
+                }
+            }
+            if !inside(tx, owner, path, false, Some(1)).await?.is_empty() {
+                return Err(StoreError::PathIsFolder(path.to_owned()));
+            }
+            Ok(())
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        async fn record_change(
+            tx: &mut Tx<'_>,
+            owner: &OwnerId,
+            seq: i64,
+            kind: ChangeKind,
+            path: &str,
+            from_path: Option<&str>,
+            file_id: &FileId,
+            now: i64,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO changes (owner, seq, kind, path, from_path, file_id, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(owner.as_str())
+            .bind(seq)
+            .bind(kind.as_str())
+            .bind(path)
+            .bind(from_path)
+            .bind(file_id.to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn change_at(
+            tx: &mut Tx<'_>,
+            owner: &OwnerId,
+            seq: i64,
+        ) -> Result<Change, StoreError> {
+            let row = sqlx::query(
+                "SELECT c.seq, c.kind, c.path, c.from_path, c.file_id, c.at,
+                        f.size, f.uploaded_sha256, f.status
+                 FROM changes c JOIN files f ON f.id = c.file_id
+                 WHERE c.owner = $1 AND c.seq = $2",
+            )
+            .bind(owner.as_str())
+            .bind(seq)
+            .fetch_one(&mut **tx)
+            .await?;
+            change_from_row(&row)
+        }
+
+        /// Makes `file_id` the head of `path` as a new version, if `expect` holds.
+        async fn set_head(
+            tx: &mut Tx<'_>,
+            owner: &OwnerId,
+            path: &str,
+            file_id: &FileId,
+            expect: Expect,
+        ) -> Result<i64, StoreError> {
+            let live = head(tx, owner, path)
+                .await?
+                .filter(|e| e.trashed_at_ms.is_none())
+                .map(|e| e.rev);
+            expect.check(live).map_err(StoreError::RevConflict)?;
+            if live.is_none() {
+                check_nesting(tx, owner, path).await?;
+            }
+            let seq = next_seq(tx, owner).await?;
+            let now = now_ms();
+            sqlx::query(
+                "INSERT INTO entries (owner, path, file_id, rev, trashed_at, modified_at)
+                 VALUES ($1, $2, $3, $4, NULL, $5)
+                 ON CONFLICT (owner, path) DO UPDATE SET file_id = excluded.file_id,
+                     rev = excluded.rev, trashed_at = NULL, modified_at = excluded.modified_at",
+            )
+            .bind(owner.as_str())
+            .bind(path)
+            .bind(file_id.to_string())
+            .bind(seq)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO versions (owner, path, rev, file_id, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(owner.as_str())
+            .bind(path)
+            .bind(seq)
+            .bind(file_id.to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            let kind = if live.is_some() {
+                ChangeKind::Update
+            } else {
+                ChangeKind::Create
+            };
+            record_change(tx, owner, seq, kind, path, None, file_id, now).await?;
+            Ok(seq)
+        }
+
+        /// Finalize's part of the tree: the finalized file `id` becomes the head of its path,
+        /// if the `parentRev` it was registered with still holds.
+        pub(crate) async fn commit_version(
+            tx: &mut Tx<'_>,
+            id: &FileId,
+        ) -> Result<(), StoreError> {
+            let row = sqlx::query("SELECT owner, path, parent_rev FROM files WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_one(&mut **tx)
+                .await?;
+            let owner: String = row.try_get("owner")?;
+            let owner: OwnerId = owner
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("owner: {e}")))?;
+            let path: String = row.try_get("path")?;
+            let expect = Expect::from_parent_rev(row.try_get("parent_rev")?);
+            lock_owner(tx, &owner).await?;
+            set_head(tx, &owner, &path, id, expect).await?;
+            Ok(())
+        }
+
+        /// The live (or trashed) entries a path operation acts on: the file at `path`, or
+        /// else every such file inside the folder `path`.
+        async fn targets(
+            tx: &mut Tx<'_>,
+            owner: &OwnerId,
+            path: &str,
+            trashed: bool,
+        ) -> Result<(Vec<Entry>, bool), StoreError> {
+            if let Some(e) = head(tx, owner, path).await? {
+                if e.trashed_at_ms.is_some() == trashed {
+                    return Ok((vec![e], false));
+                }
+            }
+            let within = inside(tx, owner, path, trashed, None).await?;
+            if within.is_empty() {
+                return Err(StoreError::PathNotFound(path.to_owned()));
+            }
+            Ok((within, true))
+        }
+
+        #[async_trait]
+        impl TreeStore for $store {
+            async fn entry(
+                &self,
+                owner: &OwnerId,
+                path: &str,
+            ) -> Result<Option<Entry>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let found = head(&mut tx, owner, path).await?;
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn list_tree(
+                &self,
+                owner: &OwnerId,
+                q: &ListQuery,
+            ) -> Result<Listing, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query($snapshot).execute(&mut *tx).await?;
+                let cursor = cursor_in(&mut tx, owner).await?;
+                let sql = format!(
+                    "SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND (e.trashed_at IS NOT NULL) = $2
+                       AND substr(e.path, 1, $3) = $4 AND e.path > $5 ORDER BY e.path LIMIT $6"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(owner.as_str())
+                    .bind(q.trashed)
+                    .bind(sql_len(&q.prefix))
+                    .bind(&q.prefix)
+                    .bind(q.after.as_deref().unwrap_or(""))
+                    .bind(i64::from(q.limit))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Listing {
+                    entries: rows.iter().map(entry_from_row).collect::<Result<_, _>>()?,
+                    cursor,
+                })
+            }
+
+            async fn move_path(
+                &self,
+                owner: &OwnerId,
+                from: &str,
+                to: &str,
+                expect: Expect,
+            ) -> Result<Vec<Change>, StoreError> {
+                tree::check_move(from, to)
+                    .map_err(|why| StoreError::InvalidMove(why.to_owned()))?;
+                let _turn = self.write_turn().await;
+                let mut tx = self.pool.begin().await?;
+                lock_owner(&mut tx, owner).await?;
+                let (moving, folder) = targets(&mut tx, owner, from, false).await?;
+                let current = (!folder).then(|| moving[0].rev);
+                expect.check(current).map_err(StoreError::RevConflict)?;
+                let mut seqs = Vec::with_capacity(moving.len());
+                let now = now_ms();
+                for e in &moving {
+                    let dest = tree::moved_path(&e.path, from, to)
+                        .ok_or_else(|| StoreError::Corrupt(format!("{} not in {from}", e.path)))?;
+                    match head(&mut tx, owner, &dest).await? {
+                        Some(d) if d.trashed_at_ms.is_none() => {
+                            return Err(StoreError::PathTaken(dest));
+                        }
+                        // A trashed file there is replaced; its versions stay, as the older
+                        // history of the path, so nothing it held is lost.
+                        Some(_) => {
+                            sqlx::query("DELETE FROM entries WHERE owner = $1 AND path = $2")
+                                .bind(owner.as_str())
+                                .bind(&dest)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        None => {}
+                    }
+                    let seq = next_seq(&mut tx, owner).await?;
+                    sqlx::query(
+                        "UPDATE entries SET path = $3, rev = $4, modified_at = $5
+                         WHERE owner = $1 AND path = $2",
+                    )
+                    .bind(owner.as_str())
+                    .bind(&e.path)
+                    .bind(&dest)
+                    .bind(seq)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("UPDATE versions SET path = $3 WHERE owner = $1 AND path = $2")
+                        .bind(owner.as_str())
+                        .bind(&e.path)
+                        .bind(&dest)
+                        .execute(&mut *tx)
+                        .await?;
+                    let kind = ChangeKind::Move;
+                    record_change(&mut tx, owner, seq, kind, &dest, Some(&e.path), &e.file_id, now)
+                        .await?;
+                    seqs.push(seq);
+                }
+                // Checked once everything has moved, so a folder's own files never count
+                // against it; a failure rolls the whole move back.
+                for e in &moving {
+                    if let Some(dest) = tree::moved_path(&e.path, from, to) {
+                        check_nesting(&mut tx, owner, &dest).await?;
+                    }
+                }
+                let mut changes = Vec::with_capacity(seqs.len());
+                for seq in seqs {
+                    changes.push(change_at(&mut tx, owner, seq).await?);
+                }
+                tx.commit().await?;
+                Ok(changes)
+            }
+
+            async fn trash_path(
+                &self,
+                owner: &OwnerId,
+                path: &str,
+                expect: Expect,
+            ) -> Result<Vec<Change>, StoreError> {
+                let _turn = self.write_turn().await;
+                let mut tx = self.pool.begin().await?;
+                lock_owner(&mut tx, owner).await?;
+                let (trashing, folder) = targets(&mut tx, owner, path, false).await?;
+                let current = (!folder).then(|| trashing[0].rev);
+                expect.check(current).map_err(StoreError::RevConflict)?;
+                let now = now_ms();
+                let mut changes = Vec::with_capacity(trashing.len());
+                for e in &trashing {
+                    let seq = next_seq(&mut tx, owner).await?;
+                    sqlx::query(
+                        "UPDATE entries SET trashed_at = $3, rev = $4 WHERE owner = $1 AND path = $2",
+                    )
+                    .bind(owner.as_str())
+                    .bind(&e.path)
+                    .bind(now)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+                    let kind = ChangeKind::Delete;
+                    record_change(&mut tx, owner, seq, kind, &e.path, None, &e.file_id, now)
+                        .await?;
+                    changes.push(change_at(&mut tx, owner, seq).await?);
+                }
+                tx.commit().await?;
+                Ok(changes)
+            }
+
+            async fn restore_path(
+                &self,
+                owner: &OwnerId,
+                path: &str,
+            ) -> Result<Vec<Change>, StoreError> {
+                let _turn = self.write_turn().await;
+                let mut tx = self.pool.begin().await?;
+                lock_owner(&mut tx, owner).await?;
+                let (restoring, _) = targets(&mut tx, owner, path, true).await?;
+                let now = now_ms();
+                let mut changes = Vec::with_capacity(restoring.len());
+                for e in &restoring {
+                    check_nesting(&mut tx, owner, &e.path).await?;
+                    let seq = next_seq(&mut tx, owner).await?;
+                    sqlx::query(
+                        "UPDATE entries SET trashed_at = NULL, rev = $3, modified_at = $4
+                         WHERE owner = $1 AND path = $2",
+                    )
+                    .bind(owner.as_str())
+                    .bind(&e.path)
+                    .bind(seq)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let kind = ChangeKind::Create;
+                    record_change(&mut tx, owner, seq, kind, &e.path, None, &e.file_id, now)
+                        .await?;
+                    changes.push(change_at(&mut tx, owner, seq).await?);
+                }
+                tx.commit().await?;
+                Ok(changes)
+            }
+
+            async fn purge_path(&self, owner: &OwnerId, path: &str) -> Result<u64, StoreError> {
+                let _turn = self.write_turn().await;
+                let mut tx = self.pool.begin().await?;
+                lock_owner(&mut tx, owner).await?;
+                let (purging, _) = targets(&mut tx, owner, path, true).await?;
+                let mut purged = 0u64;
+                for e in &purging {
+                    let versions = versions_in(&mut tx, owner, &e.path).await?;
+                    if let Some(busy) = versions.iter().find(|v| !v.status.is_settled()) {
+                        return Err(StoreError::Busy(format!(
+                            "version {} of {} is still {}; purge it once it settles",
+                            busy.rev, e.path, busy.status
+                        )));
+                    }
+                    for stmt in [
+                        "DELETE FROM entries WHERE owner = $1 AND path = $2",
+                        "DELETE FROM versions WHERE owner = $1 AND path = $2",
+                    ] {
+                        sqlx::query(stmt)
+                            .bind(owner.as_str())
+                            .bind(&e.path)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    for v in &versions {
+                        // Without its manifest nothing references the file's chunks, so the
+                        // sweep reclaims those no other file shares.
+                        sqlx::query("DELETE FROM file_chunks WHERE file_id = $1")
+                            .bind(v.file_id.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query("UPDATE files SET status = $2, updated_at = $3 WHERE id = $1")
+                            .bind(v.file_id.to_string())
+                            .bind(FileStatus::Deleted.as_str())
+                            .bind(now_ms())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    purged += versions.len() as u64;
+                }
+                tx.commit().await?;
+                Ok(purged)
+            }
+
+            async fn versions(
+                &self,
+                owner: &OwnerId,
+                path: &str,
+            ) -> Result<Vec<Version>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let found = versions_in(&mut tx, owner, path).await?;
+                tx.commit().await?;
+                if found.is_empty() {
+                    return Err(StoreError::PathNotFound(path.to_owned()));
+                }
+                Ok(found)
+            }
+
+            async fn restore_version(
+                &self,
+                owner: &OwnerId,
+                path: &str,
+                rev: i64,
+            ) -> Result<Change, StoreError> {
+                let _turn = self.write_turn().await;
+                let mut tx = self.pool.begin().await?;
+                lock_owner(&mut tx, owner).await?;
+                let version = versions_in(&mut tx, owner, path)
+                    .await?
+                    .into_iter()
+                    .find(|v| v.rev == rev)
+                    .ok_or_else(|| StoreError::PathNotFound(format!("{path} at revision {rev}")))?;
+                if version.status != FileStatus::Ready {
+                    return Err(StoreError::VersionUnavailable(format!(
+                        "revision {rev} of {path} is {}, not ready",
+                        version.status
+                    )));
+                }
+                let seq = set_head(&mut tx, owner, path, &version.file_id, Expect::Any).await?;
+                let change = change_at(&mut tx, owner, seq).await?;
+                tx.commit().await?;
+                Ok(change)
+            }
+
+            async fn changes(
+                &self,
+                owner: &OwnerId,
+                cursor: i64,
+                limit: u32,
+            ) -> Result<ChangePage, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT c.seq, c.kind, c.path, c.from_path, c.file_id, c.at,
+                            f.size, f.uploaded_sha256, f.status
+                     FROM changes c JOIN files f ON f.id = c.file_id
+                     WHERE c.owner = $1 AND c.seq > $2 ORDER BY c.seq LIMIT $3",
+                )
+                .bind(owner.as_str())
+                .bind(cursor)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut changes = rows
+                    .iter()
+                    .map(change_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let has_more = changes.len() > limit as usize;
+                changes.truncate(limit as usize);
+                let cursor = changes.last().map_or(cursor, |c| c.seq);
+                Ok(ChangePage {
+                    changes,
+                    cursor,
+                    has_more,
+                })
+            }
+        }
+
+        async fn versions_in(
+            tx: &mut Tx<'_>,
+            owner: &OwnerId,
+            path: &str,
+        ) -> Result<Vec<Version>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT v.rev, v.file_id, v.created_at, f.size, f.uploaded_sha256, f.status
+                 FROM versions v JOIN files f ON f.id = v.file_id
+                 WHERE v.owner = $1 AND v.path = $2 ORDER BY v.rev DESC",
+            )
+            .bind(owner.as_str())
+            .bind(path)
+            .fetch_all(&mut **tx)
+            .await?;
+            rows.iter().map(version_from_row).collect()
+        }
+    };
+}
+pub(crate) use tree_store;

@@ -1,0 +1,253 @@
+//! Delta uploads: a client that chunks a new version with the server's parameters asks which
+//! chunks the server lacks, sends only those, and has the server assemble the file's raw
+//! object from its chunks. The file then goes through finalize and the pipeline like any
+//! other (scanned, re-chunked, indexed), so a delta upload is checked exactly as a full one.
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use filestore_adapters::chunk_writer::store_chunk;
+use filestore_domain::FileStatus;
+use filestore_domain::codec::CodecOptions;
+use filestore_domain::keys::sha256;
+use filestore_domain::messages::ChunkEntry;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::User;
+use crate::dto::UploadReceipt;
+use crate::error::ApiError;
+use crate::routes::download::open_chunk;
+use crate::routes::upload::record_attempt;
+use crate::routes::{ApiJson, ApiPath, owned_file};
+use crate::state::AppState;
+use crate::validate;
+
+/// Chunks asked about, or listed for an assembly, in one request at most.
+const MAX_CHUNKS: usize = 100_000;
+/// Chunks decrypted ahead while assembling.
+const ASSEMBLY_PREFETCH: usize = 4;
+
+/// The content-defined chunking parameters this server uses; a client that cuts with the same
+/// ones finds the same chunks.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Chunking {
+    pub algorithm: String,
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChunkHashes {
+    /// Plaintext SHA-256 (hex) of each chunk.
+    pub sha256: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkRef {
+    pub sha256: String,
+    pub length: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Assembly {
+    /// The file's chunks in order; together exactly the registered size.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// Chunking parameters.
+#[utoipa::path(get, path = "/v1/chunking", responses((status = 200, body = Chunking)),
+    security(("bearer" = [])))]
+pub async fn chunking(State(state): State<AppState>, _user: User) -> Json<Chunking> {
+    let p = state.chunk_params;
+    Json(Chunking {
+        algorithm: "fastcdc-2020".into(),
+        min_size: p.min,
+        avg_size: p.avg,
+        max_size: p.max,
+    })
+}
+
+fn hashes(list: &[String]) -> Result<Vec<[u8; 32]>, ApiError> {
+    if list.len() > MAX_CHUNKS {
+        return Err(ApiError::bad_request(
+            "too_many_chunks",
+            format!("at most {MAX_CHUNKS} chunks a request, got {}", list.len()),
+        ));
+    }
+    list.iter()
+        .map(|h| {
+            let hex_text = validate::sha256_hex(h)?;
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(hex_text, &mut out)
+                .map_err(|e| ApiError::bad_request("invalid_checksum", e.to_string()))?;
+            Ok(out)
+        })
+        .collect()
+}
+
+/// Which of these chunks the server does not have yet (for the caller).
+#[utoipa::path(post, path = "/v1/chunks/missing", request_body = ChunkHashes,
+    responses((status = 200, body = ChunkHashes), (status = 400, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn missing(
+    State(state): State<AppState>,
+    User(owner): User,
+    ApiJson(req): ApiJson<ChunkHashes>,
+) -> Result<Json<ChunkHashes>, ApiError> {
+    let wanted = hashes(&req.sha256)?;
+    let tenant = state.tenants.secret_for(&owner).await?;
+    let ids: Vec<String> = wanted
+        .iter()
+        .map(|h| tenant.chunk_id(h).to_string())
+        .collect();
+    let known: std::collections::HashSet<String> = state
+        .store
+        .known_chunks(&owner, &ids)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let sha256 = req
+        .sha256
+        .iter()
+        .zip(&ids)
+        .filter(|(_, id)| !known.contains(*id))
+        .map(|(h, _)| h.to_ascii_lowercase())
+        .collect();
+    Ok(Json(ChunkHashes { sha256 }))
+}
+
+/// Store one chunk (its plaintext, checked against the SHA-256 it is named by).
+#[utoipa::path(put, path = "/v1/chunks/{id}/content", params(("id" = String, Path, description = "the chunk's plaintext SHA-256")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 204), (status = 400, body = crate::error::Problem),
+              (status = 413, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn put_chunk(
+    State(state): State<AppState>,
+    User(owner): User,
+    ApiPath(name): ApiPath<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let [claimed] = hashes(std::slice::from_ref(&name))?[..] else {
+        return Err(ApiError::internal("one hash in, one out"));
+    };
+    if body.len() > state.chunk_params.max as usize {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "chunk_too_large",
+            format!("a chunk is at most {} bytes", state.chunk_params.max),
+        ));
+    }
+    let plain = body.to_vec();
+    let (actual, plain) = tokio::task::spawn_blocking(move || (sha256(&plain), plain))
+        .await
+        .map_err(ApiError::internal)?;
+    if actual != claimed {
+        return Err(ApiError::bad_request(
+            "checksum_mismatch",
+            "the chunk does not match the SHA-256 it was sent under",
+        ));
+    }
+    let tenant = state.tenants.secret_for(&owner).await?;
+    let stored = store_chunk(
+        state.store.as_ref(),
+        state.objects.as_ref(),
+        &tenant,
+        &owner,
+        plain,
+        claimed,
+        CodecOptions::default(),
+    )
+    .await
+    .map_err(|e| match e {
+        filestore_adapters::chunk_writer::ChunkWriteError::Store(s) => ApiError::from(s),
+        filestore_adapters::chunk_writer::ChunkWriteError::Objects(o) => ApiError::from(o),
+        other => ApiError::internal(other),
+    })?;
+    if !stored.deduplicated {
+        metrics::counter!("filestore_delta_chunk_bytes_received_total").increment(body.len() as u64);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Build a registered file's raw object from chunks the server has; then finalize it.
+#[utoipa::path(post, path = "/v1/files/{id}/assemble", params(("id" = String, Path)),
+    request_body = Assembly,
+    responses((status = 200, body = UploadReceipt), (status = 400, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn assemble(
+    State(state): State<AppState>,
+    User(owner): User,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<Assembly>,
+) -> Result<Json<UploadReceipt>, ApiError> {
+    let file = owned_file(&state, &owner, &id).await?;
+    if file.status != FileStatus::Uploading {
+        return Err(ApiError::conflict(
+            "not_uploading",
+            format!("the file is {}; its content can no longer change", file.status),
+        ));
+    }
+    let shas = hashes(
+        &req.chunks
+            .iter()
+            .map(|c| c.sha256.clone())
+            .collect::<Vec<_>>(),
+    )?;
+    let total: u64 = req.chunks.iter().map(|c| u64::from(c.length)).sum();
+    if total != file.size {
+        return Err(ApiError::bad_request(
+            "size_mismatch",
+            format!("the chunks add up to {total} bytes; {} were declared", file.size),
+        ));
+    }
+    let tenant = state.tenants.secret_for(&owner).await?;
+    let ids: Vec<String> = shas.iter().map(|h| tenant.chunk_id(h).to_string()).collect();
+    let known: std::collections::HashMap<String, u64> = state
+        .store
+        .known_chunks(&owner, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    if let Some(i) = ids.iter().position(|id| !known.contains_key(id)) {
+        return Err(ApiError::conflict(
+            "chunk_missing",
+            format!("chunk {} ({}) is not stored; send it first", i, req.chunks[i].sha256),
+        ));
+    }
+    let mut offset = 0u64;
+    let mut entries = Vec::with_capacity(shas.len());
+    for (i, (h, c)) in shas.iter().zip(&req.chunks).enumerate() {
+        entries.push(ChunkEntry {
+            index: u32::try_from(i).map_err(ApiError::internal)?,
+            offset,
+            length: c.length,
+            id: tenant.chunk_id(h),
+            sha256: *h,
+            stored_size: 0,
+        });
+        offset += u64::from(c.length);
+    }
+    let attempt_key = format!("raw/{}.{:016x}", file.id, rand::random::<u64>());
+    let source = state.clone();
+    let body = futures::stream::iter(entries)
+        .map(move |entry| open_chunk(source.clone(), tenant.clone(), entry))
+        .buffered(ASSEMBLY_PREFETCH);
+    let stored = state
+        .objects
+        .put_stream_exact(&attempt_key, Box::pin(body), file.size)
+        .await?;
+    record_attempt(&state, &file, &attempt_key, &stored).await?;
+    Ok(Json(UploadReceipt {
+        file_id: file.id.to_string(),
+        size: stored.size,
+        sha256: stored.sha256_hex,
+    }))
+}

@@ -1,0 +1,518 @@
+//! Carrying a plan out. Every step checks, just before it touches a local file, that the file
+//! is still what the plan saw (a user may edit it meanwhile), and records its outcome in the
+//! state database as soon as it completes. A step that fails is reported and left for the next
+//! pass, which plans it afresh.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use filestore_domain::tree::conflicted_copy;
+use futures::StreamExt;
+use serde_json::json;
+
+use super::chunks::Pieces;
+use super::local::mtime_ns;
+use super::plan::{Action, Base, Local, Remote};
+use super::state::Synced;
+use super::{Report, SyncError, Syncer};
+use crate::client::ClientError;
+
+/// Files per registration or descriptor request.
+const BATCH: usize = 100;
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .unwrap_or(0)
+}
+
+fn today() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!("{:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day())
+}
+
+/// Conflicted copies named after this device and today: `a (conflicted copy HOST DATE).txt`,
+/// with a counter when that name is taken.
+pub fn copy_namer(host: &str) -> impl Fn(&str, &dyn Fn(&str) -> bool) -> String + '_ {
+    move |path, taken| {
+        let date = today();
+        let mut name = conflicted_copy(path, host, &date);
+        let mut n = 2;
+        while taken(&name) {
+            name = conflicted_copy(path, host, &format!("{date} {n}"));
+            n += 1;
+        }
+        name
+    }
+}
+
+/// One file to send.
+#[derive(Debug, Clone)]
+struct Upload {
+    path: String,
+    parent_rev: i64,
+    local: Local,
+}
+
+impl Syncer {
+    fn abs(&self, rel: &str) -> PathBuf {
+        self.opts.root.join(rel)
+    }
+
+    /// Whether the file at `rel` is exactly as scanned (`None`: absent as scanned).
+    fn still(&self, rel: &str, seen: Option<&Local>) -> bool {
+        match (std::fs::symlink_metadata(self.abs(rel)), seen) {
+            (Err(e), None) => e.kind() == std::io::ErrorKind::NotFound,
+            (Ok(meta), Some(l)) => {
+                meta.is_file() && meta.len() == l.size && mtime_ns(&meta) == l.mtime_ns
+            }
+            _ => false,
+        }
+    }
+
+    /// Records that the local file at `rel` and the server's `rev` hold `sha256`.
+    async fn agree(
+        &self,
+        rel: &str,
+        sha256: &str,
+        rev: i64,
+        file_id: &str,
+    ) -> Result<(), SyncError> {
+        let meta = std::fs::symlink_metadata(self.abs(rel))
+            .map_err(|e| SyncError::Io(rel.to_owned(), e))?;
+        let synced = Synced {
+            base: Base {
+                sha256: sha256.to_owned(),
+                rev,
+                file_id: file_id.to_owned(),
+            },
+            size: meta.len(),
+            mtime_ns: mtime_ns(&meta),
+            synced_at_ns: now_ns(),
+        };
+        self.state.record(rel, &synced).await?;
+        Ok(())
+    }
+
+    /// Removes the folders above `rel` that its removal left empty.
+    fn prune_empty_parents(&self, rel: &str) {
+        let mut dir = self.abs(rel);
+        while dir.pop() && dir.starts_with(&self.opts.root) && dir != self.opts.root {
+            if std::fs::remove_dir(&dir).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<(), std::io::Error> {
+        let dest = self.abs(to);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::rename(self.abs(from), dest)
+    }
+
+    /// Moves the local file at `path` aside to a conflicted copy; returns the copy's name.
+    fn set_aside(&self, path: &str, seen: &Local) -> Option<String> {
+        if !self.still(path, Some(seen)) {
+            return None;
+        }
+        let taken = |name: &str| self.abs(name).exists();
+        let copy = copy_namer(&self.opts.host)(path, &taken);
+        self.rename(path, &copy).ok()?;
+        Some(copy)
+    }
+}
+
+/// Runs `actions`, as [`super::plan::plan`] ordered them.
+pub async fn run(
+    s: &Syncer,
+    actions: Vec<Action>,
+    local: &BTreeMap<String, Local>,
+    base: &BTreeMap<String, Base>,
+    report: &mut Report,
+) -> Result<(), SyncError> {
+    let mut uploads = Vec::new();
+    let mut downloads: Vec<(String, Remote, Option<Local>)> = Vec::new();
+    for action in actions {
+        match action {
+            Action::Upload { path, parent_rev } => {
+                if let Some(l) = local.get(&path) {
+                    uploads.push(Upload {
+                        path,
+                        parent_rev,
+                        local: l.clone(),
+                    });
+                }
+            }
+            Action::Download { path, remote } => {
+                let seen = local.get(&path).cloned();
+                downloads.push((path, remote, seen));
+            }
+            Action::Conflict { path, copy, remote } => {
+                let Some(mine) = local.get(&path) else { continue };
+                if !s.still(&path, Some(mine)) || s.rename(&path, &copy).is_err() {
+                    report.failed.push(format!("keeping {path} as {copy}"));
+                    continue;
+                }
+                report.conflicts += 1;
+                uploads.push(Upload {
+                    path: copy,
+                    parent_rev: 0,
+                    local: mine.clone(),
+                });
+                downloads.push((path, remote, None));
+            }
+            other => single(s, other, local, base, report).await?,
+        }
+    }
+    upload_all(s, uploads, report).await?;
+    download_all(s, downloads, report).await?;
+    Ok(())
+}
+
+/// The steps that are one request or one rename each.
+async fn single(
+    s: &Syncer,
+    action: Action,
+    local: &BTreeMap<String, Local>,
+    base: &BTreeMap<String, Base>,
+    report: &mut Report,
+) -> Result<(), SyncError> {
+    match action {
+        Action::Agree { path, remote } => {
+            s.agree(&path, &remote.sha256, remote.rev, &remote.file_id)
+                .await?;
+            report.agreed += 1;
+        }
+        Action::Forget { path } => s.state.forget(&path).await?,
+        Action::Wait { .. } => report.waiting += 1,
+        Action::DeleteLocal { path } => {
+            if s.still(&path, local.get(&path)) && std::fs::remove_file(s.abs(&path)).is_ok() {
+                s.state.forget(&path).await?;
+                s.prune_empty_parents(&path);
+                report.deleted_local += 1;
+            } else {
+                report.failed.push(format!("removing {path}"));
+            }
+        }
+        Action::DeleteRemote { path, parent_rev } => {
+            match s.client.delete_path(&path, Some(parent_rev)).await {
+                Ok(_) => {
+                    s.state.forget(&path).await?;
+                    report.deleted_remote += 1;
+                }
+                // Gone already: nothing left to agree on.
+                Err(ClientError::Api { status: 404, .. }) => s.state.forget(&path).await?,
+                // Changed on the server meanwhile: the next pass brings that change down.
+                Err(e) => report.failed.push(format!("trashing {path}: {e}")),
+            }
+        }
+        Action::MoveRemote {
+            from,
+            to,
+            parent_rev,
+        } => match s.client.move_path(&from, &to, Some(parent_rev)).await {
+            Ok(made) => {
+                let (Some(moved), Some(b)) = (made.changes.first(), base.get(&from)) else {
+                    return Ok(());
+                };
+                s.agree(&to, &b.sha256, moved.rev, &moved.file_id).await?;
+                s.state.forget(&from).await?;
+                report.moved_remote += 1;
+            }
+            Err(e) => report.failed.push(format!("moving {from} to {to}: {e}")),
+        },
+        Action::MoveLocal { from, to, remote } => {
+            let moved = s.still(&from, local.get(&from))
+                && s.still(&to, None)
+                && s.rename(&from, &to).is_ok();
+            if moved {
+                s.agree(&to, &remote.sha256, remote.rev, &remote.file_id)
+                    .await?;
+                s.state.forget(&from).await?;
+                s.prune_empty_parents(&from);
+                report.moved_local += 1;
+            } else {
+                report.failed.push(format!("moving {from} to {to}"));
+            }
+        }
+        Action::Upload { .. } | Action::Download { .. } | Action::Conflict { .. } => {}
+    }
+    Ok(())
+}
+
+/// Why the server refused one file.
+enum Refusal {
+    /// The path moved on since this client last agreed with it: a true conflict.
+    Conflict,
+    /// The path is a folder there, or lies under a file.
+    Nesting,
+    Other(String),
+}
+
+fn refusal(code: &str, detail: String) -> Refusal {
+    match code {
+        "rev_conflict" => Refusal::Conflict,
+        "path_is_folder" | "parent_is_file" => Refusal::Nesting,
+        _ => Refusal::Other(detail),
+    }
+}
+
+/// Sends files, registering them in batches; conflicted copies made on the way go in a
+/// second round.
+async fn upload_all(
+    s: &Syncer,
+    mut queue: Vec<Upload>,
+    report: &mut Report,
+) -> Result<(), SyncError> {
+    for _round in 0..2 {
+        if queue.is_empty() {
+            break;
+        }
+        let mut aside = Vec::new();
+        for batch in queue.chunks(BATCH) {
+            aside.extend(upload_batch(s, batch, report).await?);
+        }
+        queue = aside;
+    }
+    Ok(())
+}
+
+async fn upload_batch(
+    s: &Syncer,
+    batch: &[Upload],
+    report: &mut Report,
+) -> Result<Vec<Upload>, SyncError> {
+    let requests: Vec<_> = batch
+        .iter()
+        .map(|u| json!({ "path": u.path, "size": u.local.size, "parentRev": u.parent_rev }))
+        .collect();
+    let registered = s.client.register_batch(&requests).await?;
+    let mut refused: Vec<(usize, Refusal)> = Vec::new();
+    let mut sends = Vec::new();
+    for r in registered {
+        let Some(u) = batch.get(r.index) else { continue };
+        match (r.file_id, r.location) {
+            (Some(id), Some(location)) => sends.push((r.index, u, id, location)),
+            _ => {
+                let code = r.error.as_ref().and_then(|e| e["code"].as_str()).unwrap_or("");
+                let detail = r.error.as_ref().map(|e| e.to_string()).unwrap_or_default();
+                refused.push((r.index, refusal(code, detail)));
+            }
+        }
+    }
+    let results: Vec<_> = futures::stream::iter(sends)
+        .map(|(i, u, id, location)| async move {
+            let sent = async {
+                let (sha, bytes) = send(s, u, &id, &location).await?;
+                let (_, rev) = s.client.finalize_rev(&id, &sha, u.local.size).await?;
+                Ok::<_, SyncError>((sha, rev, bytes))
+            };
+            let sent = sent.await;
+            (i, id, sent)
+        })
+        .buffer_unordered(s.opts.concurrency.max(1))
+        .collect()
+        .await;
+    for (i, id, sent) in results {
+        let u = &batch[i];
+        match sent {
+            Ok((sha, Some(rev), bytes)) => {
+                let synced = Synced {
+                    base: Base {
+                        sha256: sha,
+                        rev,
+                        file_id: id,
+                    },
+                    size: u.local.size,
+                    mtime_ns: u.local.mtime_ns,
+                    synced_at_ns: now_ns(),
+                };
+                s.state.record(&u.path, &synced).await?;
+                report.uploaded += 1;
+                report.bytes_sent += bytes;
+            }
+            // Finalized, but superseded at once by another client: the next pass compares.
+            Ok((_, None, bytes)) => {
+                report.uploaded += 1;
+                report.bytes_sent += bytes;
+            }
+            Err(SyncError::Client(ClientError::Api { code, detail, .. })) => {
+                refused.push((i, refusal(&code, detail)));
+            }
+            Err(e) => report.failed.push(format!("uploading {}: {e}", u.path)),
+        }
+    }
+    let mut aside = Vec::new();
+    for (i, why) in refused {
+        let u = &batch[i];
+        match why {
+            Refusal::Conflict | Refusal::Nesting => match s.set_aside(&u.path, &u.local) {
+                Some(copy) => {
+                    report.conflicts += 1;
+                    aside.push(Upload {
+                        path: copy,
+                        parent_rev: 0,
+                        local: u.local.clone(),
+                    });
+                }
+                None => report.failed.push(format!("keeping {} aside", u.path)),
+            },
+            Refusal::Other(detail) => {
+                report.failed.push(format!("uploading {}: {detail}", u.path));
+            }
+        }
+    }
+    Ok(aside)
+}
+
+/// Whether a file is worth a delta transfer: big enough to span several chunks.
+async fn delta_worthy(s: &Syncer, size: u64) -> Option<filestore_domain::chunking::ChunkParams> {
+    let params = s.chunk_params().await.ok()?;
+    (size >= 4 * u64::from(params.min)).then_some(params)
+}
+
+/// Sends one registered file's bytes: a large one as the chunks the server lacks, then
+/// assembled there; a small one whole. Returns its SHA-256 and the bytes sent.
+async fn send(
+    s: &Syncer,
+    u: &Upload,
+    id: &str,
+    location: &str,
+) -> Result<(String, u64), SyncError> {
+    let path = s.abs(&u.path);
+    let Some(params) = delta_worthy(s, u.local.size).await else {
+        let sha = s.client.put_file(location, &path, u.local.size, |_| {}).await?;
+        return Ok((sha, u.local.size));
+    };
+    let io = |e: std::io::Error| SyncError::Io(u.path.clone(), e);
+    let cut = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || Pieces::of(&path, params))
+            .await?
+            .map_err(io)?
+    };
+    let mut hashes: Vec<String> = cut.pieces.iter().map(|p| hex::encode(p.sha256)).collect();
+    let listed = hashes.clone();
+    hashes.sort();
+    hashes.dedup();
+    let missing: std::collections::HashSet<String> =
+        s.client.missing_chunks(&hashes).await?.into_iter().collect();
+    let by_sha = cut.by_sha();
+    let sent: Vec<Result<u64, SyncError>> = futures::stream::iter(missing.iter())
+        .filter_map(|sha| {
+            let piece = by_sha.get(sha).copied();
+            async move { piece.map(|p| (sha.clone(), p)) }
+        })
+        .map(|(sha, piece)| {
+            let cut = cut.clone();
+            async move {
+                let bytes = tokio::task::spawn_blocking(move || cut.read(&piece))
+                    .await?
+                    .map_err(|e| SyncError::Io(sha.clone(), e))?;
+                let n = bytes.len() as u64;
+                s.client.put_chunk(&sha, bytes).await?;
+                Ok(n)
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let mut bytes = 0;
+    for r in sent {
+        bytes += r?;
+    }
+    let chunks: Vec<(String, u32)> = listed
+        .into_iter()
+        .zip(cut.pieces.iter().map(|p| p.length))
+        .collect();
+    let stored = s.client.assemble(id, &chunks).await?;
+    if stored != cut.sha256 {
+        return Err(SyncError::Client(ClientError::Api {
+            status: 0,
+            code: "transfer_corrupted".into(),
+            detail: format!("the server assembled other bytes than {} holds", u.path),
+        }));
+    }
+    Ok((stored, bytes))
+}
+
+/// Cuts the local copy a download replaces, so its unchanged pieces need not be fetched.
+async fn old_copy(s: &Syncer, path: &str, remote: &Remote) -> Option<Pieces> {
+    let params = delta_worthy(s, remote.size).await?;
+    let abs = s.abs(path);
+    tokio::task::spawn_blocking(move || Pieces::of(&abs, params).ok())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Fetches server heads into the folder, their descriptors in batches.
+async fn download_all(
+    s: &Syncer,
+    downloads: Vec<(String, Remote, Option<Local>)>,
+    report: &mut Report,
+) -> Result<(), SyncError> {
+    for batch in downloads.chunks(BATCH) {
+        let ids: Vec<String> = batch.iter().map(|(_, r, _)| r.file_id.clone()).collect();
+        let descriptors: BTreeMap<String, _> =
+            s.client.descriptors(&ids).await?.into_iter().collect();
+        let fetched: Vec<_> = futures::stream::iter(batch)
+            .map(|(path, remote, seen)| {
+                let descriptor = descriptors.get(&remote.file_id).cloned();
+                async move {
+                    let reuse = match seen {
+                        Some(_) => old_copy(s, path, remote).await,
+                        None => None,
+                    };
+                    let got = match descriptor {
+                        Some(Ok(d)) => {
+                            let bar = indicatif::ProgressBar::hidden();
+                            let dir = s.temp_dir();
+                            crate::download::fetch_to_temp(&s.client, &d, &dir, 4, &bar, reuse.as_ref())
+                                .await
+                                .map_err(|e| e.to_string())
+                        }
+                        Some(Err(problem)) => Err(problem.to_string()),
+                        None => Err("the server sent no descriptor".to_owned()),
+                    };
+                    (path, remote, seen, got)
+                }
+            })
+            .buffer_unordered(s.opts.concurrency.max(1))
+            .collect()
+            .await;
+        for (path, remote, seen, got) in fetched {
+            let (tmp, fetched_bytes) = match got {
+                Ok(got) => got,
+                Err(why) => {
+                    report.failed.push(format!("downloading {path}: {why}"));
+                    continue;
+                }
+            };
+            // The local file must still be what the plan saw, or the user's edit would be
+            // overwritten: then the next pass sees a conflict instead.
+            if !s.still(path, seen.as_ref()) {
+                report.failed.push(format!("{path} changed while downloading"));
+                continue;
+            }
+            let dest = s.abs(path);
+            let placed = dest
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| tmp.persist(&dest).map(|_| ()).map_err(|e| e.error));
+            if let Err(e) = placed {
+                report.failed.push(format!("placing {path}: {e}"));
+                continue;
+            }
+            s.agree(path, &remote.sha256, remote.rev, &remote.file_id)
+                .await?;
+            report.downloaded += 1;
+            report.bytes_received += fetched_bytes;
+        }
+    }
+    Ok(())
+}

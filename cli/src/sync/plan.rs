@@ -1,0 +1,511 @@
+//! The sync decision, pure: three trees in (what the folder holds now, what the server holds
+//! now, and what both held when they last agreed), the steps that bring them together out.
+//!
+//! A side "changed" when it differs from the last agreement. Only one side changed: its change
+//! goes to the other. Both changed to the same content: they agree already. Both changed to
+//! different content: a true conflict, and the local side is kept as a conflicted copy next to
+//! the server's, so nothing is lost. A delete never beats an edit: the edit comes back.
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A file in the local folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Local {
+    pub sha256: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// The head of a path on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub file_id: String,
+    pub rev: i64,
+    pub sha256: String,
+    pub size: u64,
+    /// Its content can be downloaded only once `ready`.
+    pub status: String,
+}
+
+impl Remote {
+    pub fn ready(&self) -> bool {
+        self.status == "ready"
+    }
+
+    /// Never downloadable: quarantined as malware, or failed for good.
+    pub fn unavailable(&self) -> bool {
+        matches!(self.status.as_str(), "quarantined" | "failed" | "deleted")
+    }
+}
+
+/// What the folder and the server both held at a path when they last agreed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Base {
+    pub sha256: String,
+    pub rev: i64,
+    pub file_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send the local file; the server refuses it if the path is no longer at `parent_rev`.
+    Upload { path: String, parent_rev: i64 },
+    /// Trash the server's file, if it is still at `parent_rev`.
+    DeleteRemote { path: String, parent_rev: i64 },
+    /// The local file was renamed: rename the server's, without sending bytes.
+    MoveRemote {
+        from: String,
+        to: String,
+        parent_rev: i64,
+    },
+    /// Fetch the server's head into the folder (the local file, if any, is unchanged).
+    Download { path: String, remote: Remote },
+    /// The server's file was renamed: rename the local one.
+    MoveLocal { from: String, to: String, remote: Remote },
+    /// The server trashed the file and the local one is unchanged: remove it.
+    DeleteLocal { path: String },
+    /// Both sides changed it differently: the local file moves to `copy` and is uploaded as a
+    /// new file there; the server's version then comes down to `path`.
+    Conflict {
+        path: String,
+        copy: String,
+        remote: Remote,
+    },
+    /// Both sides hold the same content: remember that they agree.
+    Agree { path: String, remote: Remote },
+    /// Neither side has it any more.
+    Forget { path: String },
+    /// The server's head is still processing; look again later.
+    Wait { path: String },
+}
+
+impl Action {
+    /// Actions run in this order: removals and renames first, so a path a file vacates is
+    /// free before another file (or a folder) takes it; then what creates content.
+    fn phase(&self) -> u8 {
+        match self {
+            Self::Agree { .. } | Self::Forget { .. } | Self::Wait { .. } => 0,
+            Self::DeleteLocal { .. } | Self::DeleteRemote { .. } => 1,
+            Self::MoveLocal { .. } | Self::MoveRemote { .. } => 2,
+            Self::Conflict { .. } => 3,
+            Self::Upload { .. } => 4,
+            Self::Download { .. } => 5,
+        }
+    }
+}
+
+/// Names a conflicted copy of `path`; `taken` says which names are in use.
+pub type CopyNamer<'a> = dyn Fn(&str, &dyn Fn(&str) -> bool) -> String + 'a;
+
+pub struct Trees<'a> {
+    pub local: &'a BTreeMap<String, Local>,
+    pub remote: &'a BTreeMap<String, Remote>,
+    pub base: &'a BTreeMap<String, Base>,
+}
+
+/// The steps that bring the three trees together, in the order to run them.
+pub fn plan(trees: &Trees<'_>, copy_name: &CopyNamer<'_>) -> Vec<Action> {
+    let Trees {
+        local,
+        remote,
+        base,
+    } = *trees;
+    let paths: BTreeSet<&String> = local.keys().chain(remote.keys()).chain(base.keys()).collect();
+    let mut actions = Vec::new();
+    let mut copies: BTreeSet<String> = BTreeSet::new();
+    for path in paths {
+        let (l, r, b) = (local.get(path), remote.get(path), base.get(path));
+        let local_changed = l.map(|l| &l.sha256) != b.map(|b| &b.sha256);
+        let remote_changed = r.map(|r| r.rev) != b.map(|b| b.rev);
+        let path = path.clone();
+        let action = match (local_changed, remote_changed) {
+            (false, false) => None,
+            (true, false) => Some(match l {
+                Some(_) => Action::Upload {
+                    path,
+                    parent_rev: b.map_or(0, |b| b.rev),
+                },
+                None => Action::DeleteRemote {
+                    parent_rev: b.map_or(0, |b| b.rev),
+                    path,
+                },
+            }),
+            (false, true) => match r {
+                Some(r) if l.is_some_and(|l| l.sha256 == r.sha256) => Some(Action::Agree {
+                    path,
+                    remote: r.clone(),
+                }),
+                Some(r) => Some(fetch(path, r)),
+                None if l.is_some() => Some(Action::DeleteLocal { path }),
+                None => Some(Action::Forget { path }),
+            },
+            (true, true) => match (l, r) {
+                (None, None) => Some(Action::Forget { path }),
+                (Some(l), Some(r)) if l.sha256 == r.sha256 => Some(Action::Agree {
+                    path,
+                    remote: r.clone(),
+                }),
+                // The folder's edit against the server's delete: the edit comes back.
+                (Some(_), None) => Some(Action::Upload {
+                    path,
+                    parent_rev: 0,
+                }),
+                // The folder's delete against the server's edit: the edit comes down.
+                (None, Some(r)) => Some(fetch(path, r)),
+                (Some(_), Some(r)) => {
+                    let taken = |name: &str| {
+                        local.contains_key(name)
+                            || remote.contains_key(name)
+                            || base.contains_key(name)
+                            || copies.contains(name)
+                    };
+                    let copy = copy_name(&path, &taken);
+                    copies.insert(copy.clone());
+                    Some(Action::Conflict {
+                        path,
+                        copy,
+                        remote: r.clone(),
+                    })
+                }
+            },
+        };
+        actions.extend(action);
+    }
+    let mut actions = pair_renames(actions, trees);
+    actions.sort_by_key(Action::phase);
+    actions
+}
+
+fn fetch(path: String, r: &Remote) -> Action {
+    if r.ready() || r.unavailable() {
+        Action::Download {
+            path,
+            remote: r.clone(),
+        }
+    } else {
+        Action::Wait { path }
+    }
+}
+
+/// A delete and a new file of the same content on one side are a rename: it is cheaper to
+/// send (no bytes) and keeps the file's history on the server.
+fn pair_renames(actions: Vec<Action>, trees: &Trees<'_>) -> Vec<Action> {
+    let mut out = Vec::with_capacity(actions.len());
+    let mut remote_deletes: Vec<(String, i64)> = Vec::new();
+    let mut local_deletes: Vec<String> = Vec::new();
+    let mut uploads: Vec<(String, i64)> = Vec::new();
+    let mut downloads: Vec<(String, Remote)> = Vec::new();
+    for a in actions {
+        match a {
+            Action::DeleteRemote { path, parent_rev } => remote_deletes.push((path, parent_rev)),
+            Action::DeleteLocal { path } => local_deletes.push(path),
+            Action::Upload { path, parent_rev: 0 } if !trees.base.contains_key(&path) => {
+                uploads.push((path, 0));
+            }
+            Action::Download { path, remote } if !trees.base.contains_key(&path) => {
+                downloads.push((path, remote));
+            }
+            other => out.push(other),
+        }
+    }
+    // Local renames: the content that vanished from one path appeared at another.
+    for (from, parent_rev) in remote_deletes {
+        let sha = trees.base.get(&from).map(|b| &b.sha256);
+        let fresh = trees.remote.get(&from).is_some();
+        let to = uploads.iter().position(|(to, _)| {
+            fresh
+                && !trees.remote.contains_key(to)
+                && trees.local.get(to).map(|l| &l.sha256) == sha
+        });
+        match to {
+            Some(i) => {
+                let (to, _) = uploads.swap_remove(i);
+                out.push(Action::MoveRemote {
+                    from,
+                    to,
+                    parent_rev,
+                });
+            }
+            None => out.push(Action::DeleteRemote {
+                path: from,
+                parent_rev,
+            }),
+        }
+    }
+    // Server renames: the file (same id) the server moved away is unchanged here.
+    for from in local_deletes {
+        let id = trees.base.get(&from).map(|b| &b.file_id);
+        let to = downloads.iter().position(|(to, r)| {
+            Some(&r.file_id) == id && r.ready() && !trees.local.contains_key(to)
+        });
+        match to {
+            Some(i) => {
+                let (to, remote) = downloads.swap_remove(i);
+                out.push(Action::MoveLocal { from, to, remote });
+            }
+            None => out.push(Action::DeleteLocal { path: from }),
+        }
+    }
+    out.extend(
+        uploads
+            .into_iter()
+            .map(|(path, parent_rev)| Action::Upload { path, parent_rev }),
+    );
+    out.extend(
+        downloads
+            .into_iter()
+            .map(|(path, remote)| Action::Download { path, remote }),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn local(sha: &str) -> Local {
+        Local {
+            sha256: sha.into(),
+            size: 1,
+            mtime_ns: 0,
+        }
+    }
+
+    fn remote(sha: &str, rev: i64) -> Remote {
+        Remote {
+            file_id: format!("id-{sha}"),
+            rev,
+            sha256: sha.into(),
+            size: 1,
+            status: "ready".into(),
+        }
+    }
+
+    fn base(sha: &str, rev: i64) -> Base {
+        Base {
+            sha256: sha.into(),
+            rev,
+            file_id: format!("id-{sha}"),
+        }
+    }
+
+    fn namer(path: &str, taken: &dyn Fn(&str) -> bool) -> String {
+        let mut n = 1;
+        loop {
+            let name = format!("{path} (conflicted copy {n})");
+            if !taken(&name) {
+                return name;
+            }
+            n += 1;
+        }
+    }
+
+    struct Case {
+        local: BTreeMap<String, Local>,
+        remote: BTreeMap<String, Remote>,
+        base: BTreeMap<String, Base>,
+    }
+
+    impl Case {
+        fn new() -> Self {
+            Self {
+                local: BTreeMap::new(),
+                remote: BTreeMap::new(),
+                base: BTreeMap::new(),
+            }
+        }
+        fn l(mut self, p: &str, sha: &str) -> Self {
+            self.local.insert(p.into(), local(sha));
+            self
+        }
+        fn r(mut self, p: &str, sha: &str, rev: i64) -> Self {
+            self.remote.insert(p.into(), remote(sha, rev));
+            self
+        }
+        fn b(mut self, p: &str, sha: &str, rev: i64) -> Self {
+            self.base.insert(p.into(), base(sha, rev));
+            self
+        }
+        fn plan(&self) -> Vec<Action> {
+            plan(
+                &Trees {
+                    local: &self.local,
+                    remote: &self.remote,
+                    base: &self.base,
+                },
+                &namer,
+            )
+        }
+    }
+
+    #[test]
+    fn agreement_needs_nothing() {
+        let c = Case::new().l("a", "x").r("a", "x", 3).b("a", "x", 3);
+        assert!(c.plan().is_empty());
+    }
+
+    #[test]
+    fn a_local_edit_uploads_against_the_revision_it_edited() {
+        let c = Case::new().l("a", "y").r("a", "x", 3).b("a", "x", 3);
+        assert_eq!(
+            c.plan(),
+            vec![Action::Upload {
+                path: "a".into(),
+                parent_rev: 3
+            }]
+        );
+        let new = Case::new().l("n", "y");
+        assert_eq!(
+            new.plan(),
+            vec![Action::Upload {
+                path: "n".into(),
+                parent_rev: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn a_server_edit_downloads_and_a_server_delete_removes_the_unchanged_copy() {
+        let c = Case::new().l("a", "x").r("a", "y", 5).b("a", "x", 3);
+        assert!(matches!(&c.plan()[..], [Action::Download { path, .. }] if path == "a"));
+        let d = Case::new().l("a", "x").b("a", "x", 3);
+        assert_eq!(d.plan(), vec![Action::DeleteLocal { path: "a".into() }]);
+    }
+
+    #[test]
+    fn different_edits_on_both_sides_keep_both() {
+        let c = Case::new().l("a", "mine").r("a", "theirs", 5).b("a", "x", 3);
+        let plan = c.plan();
+        assert!(
+            matches!(&plan[..], [Action::Conflict { path, copy, remote }]
+                if path == "a" && copy == "a (conflicted copy 1)" && remote.rev == 5),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn the_same_edit_on_both_sides_is_agreement() {
+        let c = Case::new().l("a", "y").r("a", "y", 5).b("a", "x", 3);
+        assert!(matches!(&c.plan()[..], [Action::Agree { .. }]));
+    }
+
+    #[test]
+    fn an_edit_beats_a_delete_on_either_side() {
+        let local_edit = Case::new().l("a", "y").b("a", "x", 3);
+        assert_eq!(
+            local_edit.plan(),
+            vec![Action::Upload {
+                path: "a".into(),
+                parent_rev: 0
+            }]
+        );
+        let remote_edit = Case::new().r("a", "y", 5).b("a", "x", 3);
+        assert!(matches!(&remote_edit.plan()[..], [Action::Download { .. }]));
+    }
+
+    #[test]
+    fn renames_are_moves_not_delete_and_upload() {
+        let local_rename = Case::new().l("new", "x").r("old", "x", 3).b("old", "x", 3);
+        assert_eq!(
+            local_rename.plan(),
+            vec![Action::MoveRemote {
+                from: "old".into(),
+                to: "new".into(),
+                parent_rev: 3
+            }]
+        );
+        let remote_rename = Case::new().l("old", "x").r("new", "x", 7).b("old", "x", 3);
+        assert!(matches!(&remote_rename.plan()[..],
+            [Action::MoveLocal { from, to, .. }] if from == "old" && to == "new"));
+    }
+
+    #[test]
+    fn a_head_still_processing_is_waited_for() {
+        let mut c = Case::new().r("a", "y", 5);
+        c.remote.get_mut("a").unwrap().status = "processing".into();
+        assert_eq!(c.plan(), vec![Action::Wait { path: "a".into() }]);
+    }
+
+    #[test]
+    fn removals_and_renames_run_before_what_creates_content() {
+        let c = Case::new()
+            .l("z-new", "n")
+            .l("gone", "g")
+            .b("gone", "g", 1)
+            .r("gone", "g", 1)
+            .r("down", "d", 2);
+        let phases: Vec<u8> = c.plan().iter().map(Action::phase).collect();
+        assert!(phases.windows(2).all(|w| w[0] <= w[1]), "{phases:?}");
+    }
+
+    fn side() -> impl Strategy<Value = Option<u8>> {
+        prop::option::of(0u8..3)
+    }
+
+    proptest! {
+        /// Applying the plan as if every step succeeds leaves every path agreed on both sides,
+        /// and no content the folder holds is dropped without reaching the server.
+        #[test]
+        fn a_plan_converges_and_loses_nothing(
+            cases in prop::collection::vec((side(), side(), side()), 1..6)
+        ) {
+            let mut c = Case::new();
+            for (i, (l, r, b)) in cases.iter().enumerate() {
+                let p = format!("p{i}");
+                if let Some(l) = l { c = c.l(&p, &format!("c{l}")); }
+                if let Some(r) = r { c = c.r(&p, &format!("c{r}"), 10 + i64::from(*r)); }
+                if let Some(b) = b { c = c.b(&p, &format!("c{b}"), 10 + i64::from(*b)); }
+            }
+            let plan = c.plan();
+            let mut local = c.local.clone();
+            let mut remote: BTreeMap<String, String> =
+                c.remote.iter().map(|(p, r)| (p.clone(), r.sha256.clone())).collect();
+            let mut kept: BTreeSet<String> = BTreeSet::new();
+            for a in &plan {
+                match a {
+                    Action::Upload { path, .. } => {
+                        remote.insert(path.clone(), local[path].sha256.clone());
+                    }
+                    Action::DeleteRemote { path, .. } => { remote.remove(path); }
+                    Action::MoveRemote { from, to, .. } => {
+                        let sha = remote.remove(from).unwrap();
+                        remote.insert(to.clone(), sha);
+                    }
+                    Action::Download { path, remote: r } => { local.insert(path.clone(), local_of(r)); }
+                    Action::MoveLocal { from, to, .. } => {
+                        let l = local.remove(from).unwrap();
+                        local.insert(to.clone(), l);
+                    }
+                    Action::DeleteLocal { path } => {
+                        kept.insert(c.local[path].sha256.clone());
+                        local.remove(path);
+                    }
+                    Action::Conflict { path, copy, remote: r } => {
+                        let mine = local.remove(path).unwrap();
+                        remote.insert(copy.clone(), mine.sha256.clone());
+                        local.insert(copy.clone(), mine);
+                        local.insert(path.clone(), local_of(r));
+                    }
+                    Action::Agree { .. } | Action::Forget { .. } | Action::Wait { .. } => {}
+                }
+            }
+            let local_shas: BTreeMap<String, String> =
+                local.iter().map(|(p, l)| (p.clone(), l.sha256.clone())).collect();
+            prop_assert_eq!(&local_shas, &remote, "plan {:?}", plan);
+            for l in c.local.values() {
+                let on_server = remote.values().any(|s| *s == l.sha256)
+                    || c.base.values().any(|b| b.sha256 == l.sha256)
+                    || kept.contains(&l.sha256);
+                prop_assert!(on_server, "{} lost by {:?}", l.sha256, plan);
+            }
+        }
+    }
+
+    fn local_of(r: &Remote) -> Local {
+        Local {
+            sha256: r.sha256.clone(),
+            size: r.size,
+            mtime_ns: 0,
+        }
+    }
+}

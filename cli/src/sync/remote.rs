@@ -1,0 +1,170 @@
+//! The server side: the tree as the change feed reports it. The first sync lists the whole
+//! tree and keeps the cursor that listing is consistent with; later syncs only read the
+//! changes after it. A change is applied only if it is newer than what the mirror holds for
+//! its path, so replaying changes a listing already reflected does nothing.
+use std::collections::BTreeMap;
+
+use filestore_api::dto::tree::{ChangeInfo, EntryInfo};
+
+use super::plan::{Base, Remote};
+use crate::client::{Client, ClientError};
+
+const PAGE: u32 = 1000;
+
+fn remote_of(e: &EntryInfo) -> Remote {
+    Remote {
+        file_id: e.file_id.clone(),
+        rev: e.rev,
+        sha256: e.sha256.clone().unwrap_or_default(),
+        size: e.size,
+        status: e.status.clone(),
+    }
+}
+
+/// Applies one change of the feed to the mirror.
+pub fn apply_change(mirror: &mut BTreeMap<String, Remote>, c: &ChangeInfo) {
+    let older = |m: &BTreeMap<String, Remote>, path: &str| m.get(path).is_none_or(|r| r.rev < c.rev);
+    match c.kind.as_str() {
+        "create" | "update" => {
+            if older(mirror, &c.path) {
+                mirror.insert(c.path.clone(), remote_of_change(c));
+            }
+        }
+        "move" => {
+            if let Some(from) = &c.from_path {
+                if older(mirror, from) {
+                    mirror.remove(from);
+                }
+            }
+            if older(mirror, &c.path) {
+                mirror.insert(c.path.clone(), remote_of_change(c));
+            }
+        }
+        "delete" => {
+            if older(mirror, &c.path) {
+                mirror.remove(&c.path);
+            }
+        }
+        other => tracing::warn!(kind = other, "a change of a kind this client does not know"),
+    }
+}
+
+fn remote_of_change(c: &ChangeInfo) -> Remote {
+    Remote {
+        file_id: c.file_id.clone(),
+        rev: c.rev,
+        sha256: c.sha256.clone().unwrap_or_default(),
+        size: c.size,
+        status: c.status.clone(),
+    }
+}
+
+/// The whole tree and the cursor it is consistent with.
+pub async fn list_all(client: &Client) -> Result<(BTreeMap<String, Remote>, i64), ClientError> {
+    let mut mirror = BTreeMap::new();
+    let mut after: Option<String> = None;
+    let mut cursor = None;
+    loop {
+        let page = client.list_tree("", after.as_deref(), PAGE).await?;
+        // The first page's position: anything later is in the feed after it.
+        cursor.get_or_insert(page.cursor);
+        for e in &page.entries {
+            mirror.insert(e.path.clone(), remote_of(e));
+        }
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok((mirror, cursor.unwrap_or(0)))
+}
+
+/// Whether the mirror holds a head this client still needs whose status may have moved on
+/// without a change in the feed (processing finished): then only a listing tells.
+pub fn needs_listing(mirror: &BTreeMap<String, Remote>, base: &BTreeMap<String, Base>) -> bool {
+    mirror.iter().any(|(path, r)| {
+        let settled = r.ready() || r.unavailable();
+        !settled && base.get(path).is_none_or(|b| b.rev != r.rev)
+    })
+}
+
+/// Brings `mirror` and `cursor` up to date with the server.
+pub async fn refresh(
+    client: &Client,
+    mirror: &mut BTreeMap<String, Remote>,
+    cursor: &mut Option<i64>,
+    base: &BTreeMap<String, Base>,
+) -> Result<(), ClientError> {
+    if cursor.is_none() || needs_listing(mirror, base) {
+        let (listed, at) = list_all(client).await?;
+        *mirror = listed;
+        *cursor = Some(at);
+    }
+    let mut at = cursor.unwrap_or(0);
+    loop {
+        let page = client.changes(at, PAGE, 0).await?;
+        for c in &page.changes {
+            apply_change(mirror, c);
+        }
+        at = page.cursor;
+        if !page.has_more {
+            break;
+        }
+    }
+    *cursor = Some(at);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(kind: &str, path: &str, from: Option<&str>, rev: i64) -> ChangeInfo {
+        ChangeInfo {
+            rev,
+            kind: kind.into(),
+            path: path.into(),
+            from_path: from.map(str::to_owned),
+            file_id: format!("f{rev}"),
+            size: 1,
+            sha256: Some("s".into()),
+            status: "ready".into(),
+            at: String::new(),
+        }
+    }
+
+    #[test]
+    fn changes_apply_in_order_and_replays_of_older_ones_do_nothing() {
+        let mut m = BTreeMap::new();
+        apply_change(&mut m, &change("create", "a", None, 1));
+        apply_change(&mut m, &change("update", "a", None, 2));
+        apply_change(&mut m, &change("move", "b", Some("a"), 3));
+        assert!(!m.contains_key("a"));
+        assert_eq!(m["b"].rev, 3);
+        // A listing taken after these already showed b at 3: replaying 1 and 2 is harmless.
+        apply_change(&mut m, &change("create", "b", None, 1));
+        assert_eq!(m["b"].rev, 3);
+        apply_change(&mut m, &change("delete", "b", None, 4));
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn a_head_still_processing_that_this_client_needs_calls_for_a_listing() {
+        let mut m = BTreeMap::new();
+        let mut c = change("create", "a", None, 5);
+        c.status = "processing".into();
+        apply_change(&mut m, &c);
+        let mut base = BTreeMap::new();
+        assert!(needs_listing(&m, &base));
+        // Its own upload: it has the content already.
+        base.insert(
+            "a".to_owned(),
+            Base {
+                sha256: "s".into(),
+                rev: 5,
+                file_id: "f5".into(),
+            },
+        );
+        assert!(!needs_listing(&m, &base));
+    }
+}

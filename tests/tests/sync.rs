@@ -1,0 +1,333 @@
+//! `filestore sync`: two-way sync between folders and one account, through a real embedded
+//! server. Scenarios first, then the randomized test: devices doing random creates, edits,
+//! renames and deletes and syncing in random order, after which every folder equals the
+//! server's tree and nothing any device held at a sync is lost.
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use filestore_tests::sync::{Device, folder_files, server_contents, server_files};
+use filestore_tests::process::filestore_bin;
+use filestore_tests::{Service, noise, sha256_hex};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn write(d: &Device, rel: &str, bytes: &[u8]) {
+    let path = d.path(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn read(d: &Device, rel: &str) -> Vec<u8> {
+    std::fs::read(d.path(rel)).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_renames_and_deletes_reach_the_other_device() {
+    let svc = Service::start().await;
+    let t = svc.token("alice");
+    let laptop = Device::open(&svc, &t, "laptop").await;
+    let phone = Device::open(&svc, &t, "phone").await;
+
+    write(&laptop, "docs/plan.txt", b"first plan");
+    write(&laptop, "photo.jpg", b"jpeg bytes");
+    let up = laptop.settle().await;
+    assert_eq!(up.uploaded, 2);
+    let down = phone.settle().await;
+    assert_eq!(down.downloaded, 2);
+    assert_eq!(read(&phone, "docs/plan.txt"), b"first plan");
+
+    write(&phone, "docs/plan.txt", b"better plan");
+    phone.settle().await;
+    laptop.settle().await;
+    assert_eq!(read(&laptop, "docs/plan.txt"), b"better plan");
+
+    std::fs::create_dir_all(laptop.path("album")).unwrap();
+    std::fs::rename(laptop.path("photo.jpg"), laptop.path("album/photo.jpg")).unwrap();
+    let renamed = laptop.settle().await;
+    assert_eq!((renamed.moved_remote, renamed.bytes_sent), (1, 0), "a rename sends no bytes");
+    let moved = phone.settle().await;
+    assert_eq!(moved.moved_local, 1, "and arrives as a rename: {moved:?}");
+    assert!(!phone.path("photo.jpg").exists());
+    assert_eq!(read(&phone, "album/photo.jpg"), b"jpeg bytes");
+
+    std::fs::remove_file(phone.path("docs/plan.txt")).unwrap();
+    phone.settle().await;
+    laptop.settle().await;
+    assert!(!laptop.path("docs/plan.txt").exists());
+    assert!(!laptop.path("docs").exists(), "the folder it emptied goes too");
+    let trash = svc.get("/v1/trash", &t).await.json();
+    assert_eq!(trash["entries"][0]["path"], "docs/plan.txt", "a delete goes to trash");
+    assert_eq!(laptop.files(), server_files(&svc, &t).await);
+    assert_eq!(phone.files(), server_files(&svc, &t).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_true_conflict_keeps_both_versions() {
+    let svc = Service::start().await;
+    let t = svc.token("alice");
+    let laptop = Device::open(&svc, &t, "laptop").await;
+    let phone = Device::open(&svc, &t, "phone").await;
+    write(&laptop, "notes.txt", b"shared");
+    laptop.settle().await;
+    phone.settle().await;
+
+    write(&laptop, "notes.txt", b"laptop's edit");
+    write(&phone, "notes.txt", b"phone's edit!");
+    laptop.settle().await;
+    let conflicted = phone.settle().await;
+    assert_eq!(conflicted.conflicts, 1, "{conflicted:?}");
+    laptop.settle().await;
+
+    let files = phone.files();
+    assert_eq!(files, laptop.files());
+    assert_eq!(files, server_files(&svc, &t).await);
+    assert_eq!(files["notes.txt"], sha256_hex(b"laptop's edit"), "the first to sync keeps the name");
+    let copies: Vec<&String> = files.keys().filter(|p| p.contains("conflicted copy phone")).collect();
+    assert_eq!(copies.len(), 1, "{files:?}");
+    assert!(copies[0].starts_with("notes (conflicted copy phone ") && copies[0].ends_with(").txt"));
+    assert_eq!(files[copies[0]], sha256_hex(b"phone's edit!"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_files_stay_local_and_an_edit_beats_a_delete() {
+    let svc = Service::start().await;
+    let t = svc.token("alice");
+    let a = Device::open(&svc, &t, "a").await;
+    let b = Device::open(&svc, &t, "b").await;
+    write(&a, ".filestoreignore", b"*.tmp\nbuild/\n");
+    write(&a, "scratch.tmp", b"never leaves");
+    write(&a, "build/out.o", b"object");
+    write(&a, "keep.txt", b"v1");
+    a.settle().await;
+    b.settle().await;
+    let on_server: Vec<String> = server_files(&svc, &t).await.into_keys().collect();
+    assert_eq!(on_server, [".filestoreignore", "keep.txt"]);
+
+    // One device deletes what the other edits meanwhile: the edit comes back everywhere.
+    std::fs::remove_file(a.path("keep.txt")).unwrap();
+    write(&b, "keep.txt", b"v2, edited offline");
+    a.settle().await;
+    b.settle().await;
+    a.settle().await;
+    assert_eq!(read(&a, "keep.txt"), b"v2, edited offline");
+    assert_eq!(read(&b, "keep.txt"), b"v2, edited offline");
+}
+
+/// Small names, so devices collide on the same paths often.
+const FOLDERS: [&str; 3] = ["", "d1/", "d2/"];
+const NAMES: [&str; 4] = ["a.txt", "b.txt", "c.md", "d"];
+
+fn random_path(rng: &mut StdRng) -> String {
+    format!(
+        "{}{}",
+        FOLDERS[rng.gen_range(0..FOLDERS.len())],
+        NAMES[rng.gen_range(0..NAMES.len())]
+    )
+}
+
+/// One seed: 2 or 3 devices on a fresh account, 30 random steps, then everyone syncs until
+/// quiet. Returns a description of what went wrong, if anything did.
+async fn run_seed(svc: &Service, seed: u64) -> Result<(), String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let t = svc.token(&format!("seed{seed}"));
+    let count = rng.gen_range(2..=3);
+    let mut devices = Vec::new();
+    for i in 0..count {
+        devices.push(Device::open(svc, &t, &format!("dev{i}")).await);
+    }
+    // Every content a device held when it synced must survive somewhere on the server.
+    let mut held: BTreeSet<String> = BTreeSet::new();
+    let mut log = Vec::new();
+    for step in 0..30 {
+        let d = &devices[rng.gen_range(0..devices.len())];
+        let name = d.syncer.root().display().to_string();
+        let present: Vec<String> = folder_files(d.dir.path()).into_keys().collect();
+        let op = rng.gen_range(0..10);
+        match op {
+            0..=2 => {
+                let p = random_path(&mut rng);
+                let body = format!("seed {seed} step {step} {}", "x".repeat(rng.gen_range(0..64)));
+                if !present.contains(&p) {
+                    write(d, &p, body.as_bytes());
+                    log.push(format!("{name}: create {p}"));
+                }
+            }
+            3 | 4 if !present.is_empty() => {
+                let p = &present[rng.gen_range(0..present.len())];
+                write(d, p, format!("seed {seed} step {step} edit").as_bytes());
+                log.push(format!("{name}: edit {p}"));
+            }
+            5 if !present.is_empty() => {
+                let from = &present[rng.gen_range(0..present.len())];
+                let to = random_path(&mut rng);
+                if !present.contains(&to) {
+                    std::fs::create_dir_all(d.path(&to).parent().unwrap()).unwrap();
+                    std::fs::rename(d.path(from), d.path(&to)).unwrap();
+                    log.push(format!("{name}: rename {from} -> {to}"));
+                }
+            }
+            6 if !present.is_empty() => {
+                let p = &present[rng.gen_range(0..present.len())];
+                std::fs::remove_file(d.path(p)).unwrap();
+                log.push(format!("{name}: delete {p}"));
+            }
+            _ => {
+                held.extend(d.files().into_values());
+                let r = d.pass().await;
+                log.push(format!("{name}: sync {r:?}"));
+            }
+        }
+    }
+    for d in &devices {
+        held.extend(d.files().into_values());
+    }
+    // Everyone syncs until a whole round is quiet.
+    let mut quiet = false;
+    for _round in 0..10 {
+        quiet = true;
+        for d in &devices {
+            let r = d.settle().await;
+            quiet &= !r.did_work();
+        }
+        if quiet {
+            break;
+        }
+    }
+    let server = server_files(svc, &t).await;
+    let explain = |what: String| format!("seed {seed}: {what}\n{}", log.join("\n"));
+    if !quiet {
+        return Err(explain("the devices never went quiet".into()));
+    }
+    for d in &devices {
+        let files = d.files();
+        if files != server {
+            return Err(explain(format!(
+                "{} holds {files:?}\nthe server {server:?}",
+                d.syncer.root().display()
+            )));
+        }
+    }
+    let kept = server_contents(svc, &t).await;
+    let lost: Vec<&String> = held.difference(&kept).collect();
+    if !lost.is_empty() {
+        return Err(explain(format!("lost contents {lost:?}")));
+    }
+    Ok(())
+}
+
+/// `FILESTORE_SYNC_SEEDS` seeds (200 by default) from `FILESTORE_SYNC_FIRST_SEED` (0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_devices_converge_and_lose_nothing() {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let seeds = env("FILESTORE_SYNC_SEEDS", 200);
+    let first = env("FILESTORE_SYNC_FIRST_SEED", 0);
+    let svc = Service::start().await;
+    let failures: Vec<String> = futures::stream::iter(first..first + seeds)
+        .map(|seed| {
+            let svc = &svc;
+            async move { run_seed(svc, seed).await.err() }
+        })
+        .buffer_unordered(8)
+        .filter_map(|failure| async move { failure })
+        .collect()
+        .await;
+    assert!(
+        failures.is_empty(),
+        "{} of {seeds} seeds failed; the first:\n{}",
+        failures.len(),
+        failures[0]
+    );
+}
+
+/// The real `filestore sync` process, SIGKILLed at random moments mid-transfer: each restart
+/// resumes, no file ever appears under its real name half-written, and the last run converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sync_resumes_and_never_leaves_a_partial_file() {
+    let svc = Service::start().await;
+    let t = svc.token("alice");
+    let source = Device::open(&svc, &t, "source").await;
+    let mut known = BTreeSet::new();
+    for i in 0..24u64 {
+        let bytes = noise(256 * 1024 + (i as usize) * 40_000, i);
+        known.insert(sha256_hex(&bytes));
+        write(&source, &format!("from-server/{i}.bin"), &bytes);
+    }
+    source.settle().await;
+    let folder = tempfile::tempdir().unwrap();
+    for i in 0..24u64 {
+        let bytes = noise(200 * 1024 + (i as usize) * 30_000, 1000 + i);
+        known.insert(sha256_hex(&bytes));
+        let path = folder.path().join(format!("from-folder/{i}.bin"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    let sync = || {
+        let mut c = std::process::Command::new(filestore_bin());
+        c.args(["sync", folder.path().to_str().unwrap(), "--device", "killed"])
+            .env("FILESTORE_URL", &svc.base)
+            .env("FILESTORE_TOKEN", &t)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let mut rng = StdRng::seed_from_u64(7);
+    for round in 0..8 {
+        let mut child = sync().spawn().expect("start filestore sync");
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(50..600))).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        for (path, sha) in folder_files(folder.path()) {
+            assert!(
+                known.contains(&sha),
+                "round {round}: {path} is not a whole file of any known content"
+            );
+            assert!(!path.ends_with(".filestore-partial"), "round {round}: {path}");
+        }
+    }
+    let last = sync().status().expect("run filestore sync");
+    assert!(last.success(), "the last sync completes");
+    let files = folder_files(folder.path());
+    assert_eq!(files.len(), 48, "{files:?}");
+    assert_eq!(files, server_files(&svc, &t).await);
+}
+
+/// Many small files up from one device and down to another, timed (reported, never asserted):
+/// `FILESTORE_SYNC_SMALL_FILES` files (1,000 by default) of 1-10 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_files_sync_up_and_down() {
+    let count: usize = std::env::var("FILESTORE_SYNC_SMALL_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let svc = Service::start().await;
+    let t = svc.token("alice");
+    let up = Device::open(&svc, &t, "up").await;
+    let down = Device::open(&svc, &t, "down").await;
+    let mut rng = StdRng::seed_from_u64(3);
+    for i in 0..count {
+        let len = rng.gen_range(1024..=10 * 1024);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.r#gen::<u8>()).collect();
+        write(&up, &format!("small/{:02}/{i}.dat", i % 50), &bytes);
+    }
+    let started = std::time::Instant::now();
+    let sent = up.settle().await;
+    let up_secs = started.elapsed().as_secs_f64();
+    assert_eq!(sent.uploaded, count);
+    let started = std::time::Instant::now();
+    let got = down.settle().await;
+    let down_secs = started.elapsed().as_secs_f64();
+    assert_eq!(got.downloaded, count, "{got:?}");
+    assert_eq!(down.files(), up.files());
+    println!(
+        "{count} small files: up {:.0} files/s ({up_secs:.1} s), down {:.0} files/s ({down_secs:.1} s, including waiting for the pipeline)",
+        count as f64 / up_secs,
+        count as f64 / down_secs
+    );
+}
