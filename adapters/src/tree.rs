@@ -194,11 +194,6 @@ where
 /// needs none.
 pub(crate) type WriteTurn<'a> = Option<tokio::sync::MutexGuard<'a, ()>>;
 
-/// Characters in `s`, as SQL's `substr` and `length` count them on both databases.
-pub(crate) fn sql_len(s: &str) -> i64 {
-    i64::try_from(s.chars().count()).unwrap_or(i64::MAX)
-}
-
 /// The tree's SQL, one text for both databases (sqlx binds `$N` on SQLite too), expanded once
 /// per store: `$store` gets [`TreeStore`], and the module gets `commit_version`, which the
 /// store's finalize calls inside its own transaction. `$snapshot` starts a transaction whose
@@ -214,7 +209,7 @@ macro_rules! tree_store {
         use $crate::meta::StoreError;
         use $crate::tree::{
             Change, ChangePage, Entry, ListQuery, Listing, TreeStore, Version, change_from_row,
-            entry_from_row, sql_len, version_from_row,
+            entry_from_row, version_from_row,
         };
 
         type Tx<'c> = Transaction<'c, $db>;
@@ -278,12 +273,11 @@ macro_rules! tree_store {
             let prefix = format!("{folder}/");
             let sql = format!(
                 "SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND (e.trashed_at IS NOT NULL) = $2
-                   AND substr(e.path, 1, $3) = $4 ORDER BY e.path LIMIT $5"
+                   AND substr(e.path, 1, length($3)) = $3 ORDER BY e.path LIMIT $4"
             );
             let rows = sqlx::query(&sql)
                 .bind(owner.as_str())
                 .bind(trashed)
-                .bind(sql_len(&prefix))
                 .bind(&prefix)
                 .bind(limit.unwrap_or(i64::MAX))
                 .fetch_all(&mut **tx)
@@ -429,6 +423,43 @@ macro_rules! tree_store {
             Ok(())
         }
 
+        /// Moves `entries` to trash, or back out of it, each as a change of its own (a delete,
+        /// or a create).
+        async fn set_trashed(
+            tx: &mut Tx<'_>,
+            owner: &OwnerId,
+            entries: &[Entry],
+            trashed: bool,
+        ) -> Result<Vec<Change>, StoreError> {
+            let now = now_ms();
+            let mut changes = Vec::with_capacity(entries.len());
+            for e in entries {
+                if !trashed {
+                    check_nesting(tx, owner, &e.path).await?;
+                }
+                let seq = next_seq(tx, owner).await?;
+                sqlx::query(
+                    "UPDATE entries SET trashed_at = $3, rev = $4, modified_at = $5
+                     WHERE owner = $1 AND path = $2",
+                )
+                .bind(owner.as_str())
+                .bind(&e.path)
+                .bind(trashed.then_some(now))
+                .bind(seq)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                let kind = if trashed {
+                    ChangeKind::Delete
+                } else {
+                    ChangeKind::Create
+                };
+                record_change(tx, owner, seq, kind, &e.path, None, &e.file_id, now).await?;
+                changes.push(change_at(tx, owner, seq).await?);
+            }
+            Ok(changes)
+        }
+
         /// The live (or trashed) entries a path operation acts on: the file at `path`, or
         /// else every such file inside the folder `path`.
         async fn targets(
@@ -472,12 +503,12 @@ macro_rules! tree_store {
                 let cursor = cursor_in(&mut tx, owner).await?;
                 let sql = format!(
                     "SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND (e.trashed_at IS NOT NULL) = $2
-                       AND substr(e.path, 1, $3) = $4 AND e.path > $5 ORDER BY e.path LIMIT $6"
+                       AND substr(e.path, 1, length($3)) = $3 AND e.path > $4
+                     ORDER BY e.path LIMIT $5"
                 );
                 let rows = sqlx::query(&sql)
                     .bind(owner.as_str())
                     .bind(q.trashed)
-                    .bind(sql_len(&q.prefix))
                     .bind(&q.prefix)
                     .bind(q.after.as_deref().unwrap_or(""))
                     .bind(i64::from(q.limit))
@@ -575,24 +606,7 @@ macro_rules! tree_store {
                 let (trashing, folder) = targets(&mut tx, owner, path, false).await?;
                 let current = (!folder).then(|| trashing[0].rev);
                 expect.check(current).map_err(StoreError::RevConflict)?;
-                let now = now_ms();
-                let mut changes = Vec::with_capacity(trashing.len());
-                for e in &trashing {
-                    let seq = next_seq(&mut tx, owner).await?;
-                    sqlx::query(
-                        "UPDATE entries SET trashed_at = $3, rev = $4 WHERE owner = $1 AND path = $2",
-                    )
-                    .bind(owner.as_str())
-                    .bind(&e.path)
-                    .bind(now)
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
-                    let kind = ChangeKind::Delete;
-                    record_change(&mut tx, owner, seq, kind, &e.path, None, &e.file_id, now)
-                        .await?;
-                    changes.push(change_at(&mut tx, owner, seq).await?);
-                }
+                let changes = set_trashed(&mut tx, owner, &trashing, true).await?;
                 tx.commit().await?;
                 Ok(changes)
             }
@@ -606,26 +620,7 @@ macro_rules! tree_store {
                 let mut tx = self.pool.begin().await?;
                 lock_owner(&mut tx, owner).await?;
                 let (restoring, _) = targets(&mut tx, owner, path, true).await?;
-                let now = now_ms();
-                let mut changes = Vec::with_capacity(restoring.len());
-                for e in &restoring {
-                    check_nesting(&mut tx, owner, &e.path).await?;
-                    let seq = next_seq(&mut tx, owner).await?;
-                    sqlx::query(
-                        "UPDATE entries SET trashed_at = NULL, rev = $3, modified_at = $4
-                         WHERE owner = $1 AND path = $2",
-                    )
-                    .bind(owner.as_str())
-                    .bind(&e.path)
-                    .bind(seq)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    let kind = ChangeKind::Create;
-                    record_change(&mut tx, owner, seq, kind, &e.path, None, &e.file_id, now)
-                        .await?;
-                    changes.push(change_at(&mut tx, owner, seq).await?);
-                }
+                let changes = set_trashed(&mut tx, owner, &restoring, false).await?;
                 tx.commit().await?;
                 Ok(changes)
             }

@@ -96,7 +96,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/files/{id}/finalize", post(upload::finalize))
         .route("/v1/files/{id}/metadata", get(upload::metadata))
         .route("/v1/chunks/{id}", get(download::chunk))
-        .route("/v1/chunks/{id}/content", axum::routing::put(delta::put_chunk))
+        .route(
+            "/v1/chunks/{id}/content",
+            axum::routing::put(delta::put_chunk),
+        )
         .route("/v1/chunks/missing", post(delta::missing))
         .route("/v1/chunking", get(delta::chunking))
         .route("/v1/files/{id}/assemble", post(delta::assemble))

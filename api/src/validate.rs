@@ -75,7 +75,11 @@ pub fn path(raw: &str) -> Result<String, ApiError> {
 /// A listing prefix: empty, or the start of a path (`docs/` for a folder's contents).
 pub fn prefix(raw: &str) -> Result<String, ApiError> {
     let trimmed = raw.strip_prefix('/').unwrap_or(raw);
-    let Some(stem) = trimmed.strip_suffix('/').or(Some(trimmed)).filter(|s| !s.is_empty()) else {
+    let Some(stem) = trimmed
+        .strip_suffix('/')
+        .or(Some(trimmed))
+        .filter(|s| !s.is_empty())
+    else {
         return Ok(String::new());
     };
     let normal = path(stem)?;

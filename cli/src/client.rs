@@ -180,13 +180,7 @@ impl Client {
 
     /// An authenticated GET of a JSON resource.
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        Ok(Self::check(resp).await?.json().await?)
+        self.get_query(path, &[]).await
     }
 
     pub async fn metadata(&self, id: &str) -> Result<FileMetadata, ClientError> {
@@ -292,7 +286,10 @@ impl Client {
 
     /// The head of `path`, if it has one.
     pub async fn entry(&self, path: &str) -> Result<Option<EntryInfo>, ClientError> {
-        match self.get_query("/v1/entry", &[("path", path.to_owned())]).await {
+        match self
+            .get_query("/v1/entry", &[("path", path.to_owned())])
+            .await
+        {
             Ok(e) => Ok(Some(e)),
             Err(ClientError::Api { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -321,7 +318,11 @@ impl Client {
     /// The server's chunking parameters: `(min, avg, max)` bytes.
     pub async fn chunking(&self) -> Result<(u32, u32, u32), ClientError> {
         let v: Value = self.get_json("/v1/chunking").await?;
-        let n = |k: &str| v[k].as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+        let n = |k: &str| {
+            v[k].as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0)
+        };
         Ok((n("minSize"), n("avgSize"), n("maxSize")))
     }
 
@@ -332,7 +333,11 @@ impl Client {
             .await?;
         Ok(v["sha256"]
             .as_array()
-            .map(|a| a.iter().filter_map(|h| h.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| h.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -360,7 +365,10 @@ impl Client {
             .map(|(sha, length)| json!({ "sha256": sha, "length": length }))
             .collect();
         let v: Value = self
-            .post(&format!("/v1/files/{id}/assemble"), &json!({ "chunks": list }))
+            .post(
+                &format!("/v1/files/{id}/assemble"),
+                &json!({ "chunks": list }),
+            )
             .await?;
         Ok(v["sha256"].as_str().unwrap_or_default().to_owned())
     }

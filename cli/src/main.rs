@@ -11,11 +11,11 @@ use filestore_cli::client::Client;
 use filestore_cli::download::{Target, download, local_name};
 use filestore_cli::embedded::{self, EmbeddedConfig};
 use filestore_cli::production::{self, ApiRoleConfig, SweepCommandConfig, WorkerRoleConfig};
-use filestore_cli::upload::{collect, upload, wait_settled};
 use filestore_cli::sync::{self, SyncOptions, Syncer};
+use filestore_cli::upload::{collect, upload, wait_settled};
 use filestore_cli::{secrets, token};
-use std::time::Duration;
 use filestore_worker::WorkerConfig;
+use std::time::Duration;
 
 const DEFAULT_DATA_DIR: &str = "./filestore-data";
 
@@ -134,8 +134,8 @@ enum Command {
         /// Names this device in conflicted copies.
         #[arg(long, env = "FILESTORE_DEVICE")]
         device: Option<String>,
-        /// Files transferred at once.
-        #[arg(long, default_value_t = 8)]
+        /// Files transferred at once (small files are bound by round trips, so many).
+        #[arg(long, default_value_t = 16)]
         concurrency: usize,
         /// With --watch: a pass at least this often (seconds), should a notification be missed.
         #[arg(long, default_value_t = 300)]

@@ -9,9 +9,9 @@ pub mod messages;
 pub mod paths;
 pub mod signing;
 pub mod state;
-pub mod tree;
 #[cfg(test)]
 mod testing;
+pub mod tree;
 
 pub use ids::{ChunkId, FileId, OwnerId};
 pub use state::{FileEvent, FileStatus};

@@ -197,7 +197,10 @@ mod tests {
     #[test]
     fn mismatches_say_what_the_path_holds_now() {
         let err = Expect::Rev(3).check(Some(9)).unwrap_err();
-        assert_eq!(err.to_string(), "the file changed: its revision is 9, not 3");
+        assert_eq!(
+            err.to_string(),
+            "the file changed: its revision is 9, not 3"
+        );
         let err = Expect::Absent.check(Some(2)).unwrap_err();
         assert!(err.to_string().contains("already holds a file"));
     }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use filestore_operator::failover::{Instance, InstanceOps, Lsn, OpsError, Role, probe};
+use filestore_operator::failover::{Instance, InstanceOps, OpsError, Step, Supervisor, probe};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 
@@ -34,14 +34,41 @@ pub struct PgCluster {
 }
 
 fn ops_error(op: &'static str, instance: &str, reason: impl std::fmt::Display) -> OpsError {
-    OpsError {
-        op,
-        instance: instance.to_owned(),
-        reason: reason.to_string(),
-    }
+    OpsError::new(op, instance, reason)
 }
 
 impl PgCluster {
+    /// Ticks `sup` over `ops` until a step satisfies `done`; panics with the members' logs
+    /// after `limit`.
+    pub async fn tick_until(
+        &self,
+        sup: &mut Supervisor,
+        ops: &dyn InstanceOps,
+        limit: Duration,
+        mut done: impl FnMut(&Step) -> bool,
+    ) -> Step {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let step = sup
+                .tick(ops, std::time::Instant::now())
+                .await
+                .expect("failover routine");
+            if done(&step) {
+                return step;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "last step {step:?}\n{}",
+                self.members
+                    .iter()
+                    .map(|m| format!("== {}\n{}", m.name, self.log_of(&m.name)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Starts `n` members: `pg0` the primary, the rest cloned from it as streaming standbys.
     pub async fn start(n: usize) -> PgCluster {
         let services = Services::shared();
@@ -428,18 +455,7 @@ impl InstanceOps for PgCluster {
                 }
                 None => {
                     let last = self.last_seen.lock().expect("lock").get(&m.name).cloned();
-                    Instance {
-                        alive: false,
-                        ..last.unwrap_or(Instance {
-                            name: m.name.clone(),
-                            alive: false,
-                            fenced: false,
-                            role: Role::Standby,
-                            timeline: 0,
-                            received: Lsn(0),
-                            replayed: Lsn(0),
-                        })
-                    }
+                    Instance::gone(&m.name, last)
                 }
             };
             seen.push(Instance { fenced, ..observed });

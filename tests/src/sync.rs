@@ -22,7 +22,7 @@ impl Device {
         let opts = SyncOptions {
             root: dir.path().to_path_buf(),
             host: name.to_owned(),
-            concurrency: 4,
+            concurrency: 16,
         };
         let syncer = Syncer::open(client, &api.base, opts)
             .await

@@ -140,39 +140,12 @@ fn member_logs(pg: &PgCluster) -> String {
         .join("\n")
 }
 
-/// Ticks the routine until a step satisfies `done`; panics with the member logs after `limit`.
-async fn tick_until(
-    sup: &mut Supervisor,
-    pg: &PgCluster,
-    limit: Duration,
-    mut done: impl FnMut(&Step) -> bool,
-) -> Step {
-    let deadline = Instant::now() + limit;
-    loop {
-        let step = sup
-            .tick(pg, Instant::now())
-            .await
-            .expect("failover routine");
-        if done(&step) {
-            return step;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "last step {step:?}\n{}",
-            ["pg0", "pg1", "pg2"]
-                .map(|m| format!("== {m}\n{}", pg.log_of(m)))
-                .join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// Three instances with the `acks` table, and a routine that has seen the primary serve.
 async fn supervised_cluster() -> (PgCluster, Supervisor) {
     let pg = PgCluster::start(3).await;
     create_table(&pg).await;
     let mut sup = Supervisor::new(policy());
-    tick_until(&mut sup, &pg, Duration::from_secs(30), |s| {
+    pg.tick_until(&mut sup, &pg, Duration::from_secs(30), |s| {
         matches!(s, Step::Healthy { .. })
     })
     .await;
@@ -217,10 +190,11 @@ async fn the_primary_sigkilled_mid_load_five_times_loses_no_acknowledged_commit(
         let killed = Instant::now();
         let before = load.count().await;
 
-        let step = tick_until(&mut sup, &pg, Duration::from_secs(60), |s| {
-            matches!(s, Step::FailedOver { .. })
-        })
-        .await;
+        let step = pg
+            .tick_until(&mut sup, &pg, Duration::from_secs(60), |s| {
+                matches!(s, Step::FailedOver { .. })
+            })
+            .await;
         let Step::FailedOver { promoted, fenced } = step else {
             unreachable!()
         };
@@ -234,10 +208,11 @@ async fn the_primary_sigkilled_mid_load_five_times_loses_no_acknowledged_commit(
         load.wait_for(2000, "the round's load", &pg).await;
         let acknowledged = load.finish().await;
 
-        let step = tick_until(&mut sup, &pg, Duration::from_secs(60), |s| {
-            matches!(s, Step::Rejoined { .. })
-        })
-        .await;
+        let step = pg
+            .tick_until(&mut sup, &pg, Duration::from_secs(60), |s| {
+                matches!(s, Step::Rejoined { .. })
+            })
+            .await;
         assert_eq!(
             step,
             Step::Rejoined {
@@ -303,10 +278,11 @@ async fn refuses_while_a_standby_is_unreachable(which: Unreachable) {
     let old = primary_of(&pg).await;
     pg.kill(&old);
 
-    let step = tick_until(&mut sup, &pg, Duration::from_secs(60), |s| {
-        !matches!(s, Step::Waiting { .. })
-    })
-    .await;
+    let step = pg
+        .tick_until(&mut sup, &pg, Duration::from_secs(60), |s| {
+            !matches!(s, Step::Waiting { .. })
+        })
+        .await;
     let Step::Refused { reason } = step else {
         panic!("{which:?}: expected a refusal, got {step:?}");
     };
@@ -318,10 +294,11 @@ async fn refuses_while_a_standby_is_unreachable(which: Unreachable) {
     }
 
     pg.start_member(&victim);
-    let step = tick_until(&mut sup, &pg, Duration::from_secs(60), |s| {
-        matches!(s, Step::FailedOver { .. })
-    })
-    .await;
+    let step = pg
+        .tick_until(&mut sup, &pg, Duration::from_secs(60), |s| {
+            matches!(s, Step::FailedOver { .. })
+        })
+        .await;
     eprintln!("{which:?}: {victim} was away; refused, then {step:?}");
     let before = load.count().await;
     load.wait_for(before + 50, "after the failover", &pg).await;
@@ -349,7 +326,11 @@ async fn with_the_leading_standby_cut_off_the_failover_is_refused_until_it_retur
 async fn upload_retrying(c: &Cluster, token: &str, path: &str, bytes: &[u8]) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
     let retry = |what: &str, status: Option<StatusCode>| {
-        assert!(Instant::now() < deadline, "{what} kept failing: {status:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} kept failing: {status:?}\n{}",
+            c.logs()
+        );
     };
     let id = loop {
         let r = c
@@ -402,7 +383,7 @@ async fn uploads_and_downloads_carry_on_across_a_database_failover() {
         .await;
     let t = c.token("gina");
     let mut sup = Supervisor::new(policy());
-    tick_until(&mut sup, &pg, Duration::from_secs(30), |s| {
+    pg.tick_until(&mut sup, &pg, Duration::from_secs(30), |s| {
         matches!(s, Step::Healthy { .. })
     })
     .await;
@@ -435,7 +416,7 @@ async fn uploads_and_downloads_carry_on_across_a_database_failover() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let old = primary_of(&pg).await;
         pg.kill(&old);
-        tick_until(&mut sup, &pg, Duration::from_secs(60), |s| {
+        pg.tick_until(&mut sup, &pg, Duration::from_secs(60), |s| {
             matches!(s, Step::FailedOver { .. })
         })
         .await

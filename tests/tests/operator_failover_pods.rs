@@ -6,7 +6,7 @@
 //! label, on which its start script rewinds it (tested on its own in operator_postgres_start).
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -64,7 +64,9 @@ async fn one(
     let mut pods = pods.lock().unwrap();
     if method == Method::PATCH {
         let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let role = patch["metadata"]["labels"]["filestore.dev/role"].as_str().unwrap_or("?");
+        let role = patch["metadata"]["labels"]["filestore.dev/role"]
+            .as_str()
+            .unwrap_or("?");
         pods.writes.push(format!("label {name} {role}"));
         let Some(p) = pods.by_name.get_mut(&name) else {
             return not_found(&name);
@@ -95,7 +97,10 @@ impl FakeKube {
     async fn start(roles: &[(&str, &str)]) -> FakeKube {
         let pods: Shared = Arc::default();
         for (name, role) in roles {
-            pods.lock().unwrap().by_name.insert((*name).into(), pod(name, role));
+            pods.lock()
+                .unwrap()
+                .by_name
+                .insert((*name).into(), pod(name, role));
         }
         let app = Router::new()
             .route("/api/v1/namespaces/prod/pods", get(list))
@@ -128,32 +133,17 @@ impl FakeKube {
 fn pod_instances(kube: &FakeKube, pg: &PgCluster) -> PodInstances {
     let ports: Vec<u16> = pg.members.iter().map(|m| m.port).collect();
     let names = (0..ports.len()).map(|i| format!("files-db-{i}")).collect();
-    PodInstances::new(kube.client.clone(), "prod", names, SELECTOR.into(), "unused".into())
-        .with_address(Box::new(move |p: &Pod| {
-            let ordinal: usize = p.name_any().rsplit('-').next()?.parse().ok()?;
-            Some(("127.0.0.1".into(), *ports.get(ordinal)?))
-        }))
-}
-
-async fn tick_until(
-    sup: &mut Supervisor,
-    ops: &PodInstances,
-    pg: &PgCluster,
-    done: impl Fn(&Step) -> bool,
-) -> Step {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let step = sup.tick(ops, Instant::now()).await.expect("failover routine");
-        if done(&step) {
-            return step;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "last step {step:?}\n{}",
-            ["pg0", "pg1", "pg2"].map(|m| format!("== {m}\n{}", pg.log_of(m))).join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    PodInstances::new(
+        kube.client.clone(),
+        "prod",
+        names,
+        SELECTOR.into(),
+        "unused".into(),
+    )
+    .with_address(Box::new(move |p: &Pod| {
+        let ordinal: usize = p.name_any().rsplit('-').next()?.parse().ok()?;
+        Some(("127.0.0.1".into(), *ports.get(ordinal)?))
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,19 +160,37 @@ async fn a_failover_on_pods_promotes_by_sql_and_moves_the_role_labels() {
         failover_delay: Duration::from_secs(2),
         synchronous_standbys: 1,
     });
-    let healthy = tick_until(&mut sup, &ops, &pg, |s| matches!(s, Step::Healthy { .. })).await;
-    assert_eq!(healthy, Step::Healthy { primary: "files-db-0".into() });
+    let healthy = pg
+        .tick_until(&mut sup, &ops, Duration::from_secs(60), |s| {
+            matches!(s, Step::Healthy { .. })
+        })
+        .await;
+    assert_eq!(
+        healthy,
+        Step::Healthy {
+            primary: "files-db-0".into()
+        }
+    );
     let status = replication_status(sup.last_seen());
     assert_eq!(status.primary.as_deref(), Some("files-db-0"));
     assert!(
-        status.standbys.iter().all(|s| s.alive && s.replay_lag_bytes.is_some()),
+        status
+            .standbys
+            .iter()
+            .all(|s| s.alive && s.replay_lag_bytes.is_some()),
         "the status reports each standby's lag: {status:?}"
     );
     kube.take_writes();
 
     pg.kill("pg0");
-    let step = tick_until(&mut sup, &ops, &pg, |s| matches!(s, Step::FailedOver { .. })).await;
-    let Step::FailedOver { promoted, fenced } = step else { unreachable!() };
+    let step = pg
+        .tick_until(&mut sup, &ops, Duration::from_secs(60), |s| {
+            matches!(s, Step::FailedOver { .. })
+        })
+        .await;
+    let Step::FailedOver { promoted, fenced } = step else {
+        unreachable!()
+    };
     assert_eq!(fenced, vec!["files-db-0".to_owned()]);
     assert_ne!(promoted, "files-db-0");
     assert_eq!(
@@ -197,16 +205,33 @@ async fn a_failover_on_pods_promotes_by_sql_and_moves_the_role_labels() {
     assert_eq!(kube.role(&promoted).as_deref(), Some("primary"));
     let seen = ops.observe().await;
     let new_primary = seen.iter().find(|i| i.name == promoted).unwrap();
-    assert!(new_primary.alive && new_primary.role == Role::Primary, "{seen:?}");
-    assert!(new_primary.timeline >= 2, "promoted onto a new timeline: {seen:?}");
+    assert!(
+        new_primary.alive && new_primary.role == Role::Primary,
+        "{seen:?}"
+    );
+    assert!(
+        new_primary.timeline >= 2,
+        "promoted onto a new timeline: {seen:?}"
+    );
 
     // The old primary's server comes back on its own, serving, and labelled by mistake.
-    kube.pods.lock().unwrap().by_name.insert("files-db-0".into(), pod("files-db-0", "replica"));
+    kube.pods
+        .lock()
+        .unwrap()
+        .by_name
+        .insert("files-db-0".into(), pod("files-db-0", "replica"));
     pg.start_member("pg0");
-    let step = tick_until(&mut sup, &ops, &pg, |s| matches!(s, Step::Rejoined { .. })).await;
+    let step = pg
+        .tick_until(&mut sup, &ops, Duration::from_secs(60), |s| {
+            matches!(s, Step::Rejoined { .. })
+        })
+        .await;
     assert_eq!(
         step,
-        Step::Rejoined { instance: "files-db-0".into(), primary: promoted.clone() }
+        Step::Rejoined {
+            instance: "files-db-0".into(),
+            primary: promoted.clone()
+        }
     );
     assert_eq!(
         kube.take_writes(),

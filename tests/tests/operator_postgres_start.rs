@@ -77,7 +77,10 @@ fn start(dir: &Path, config: &Path, ordinal: u16, primary_port: u16, port: u16) 
         .arg(format!("POD_NAME=files-db-{ordinal}"))
         .arg(format!("PGDATA={}", data.display()))
         .arg(format!("PGPORT={port}"))
-        .arg(format!("POD_LABELS={}", dir.join(format!("labels-{ordinal}")).display()))
+        .arg(format!(
+            "POD_LABELS={}",
+            dir.join(format!("labels-{ordinal}")).display()
+        ))
         .arg("PRIMARY_HOST=127.0.0.1")
         .arg(format!("PRIMARY_PORT={primary_port}"))
         .arg(format!("POSTGRES_SUPERUSER_PASSWORD={SUPERUSER}"))

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use filestore_tests::sync::{Device, folder_files, server_contents, server_files};
 use filestore_tests::process::filestore_bin;
+use filestore_tests::sync::{Device, folder_files, server_contents, server_files};
 use filestore_tests::{Service, noise, sha256_hex};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -46,7 +46,11 @@ async fn edits_renames_and_deletes_reach_the_other_device() {
     std::fs::create_dir_all(laptop.path("album")).unwrap();
     std::fs::rename(laptop.path("photo.jpg"), laptop.path("album/photo.jpg")).unwrap();
     let renamed = laptop.settle().await;
-    assert_eq!((renamed.moved_remote, renamed.bytes_sent), (1, 0), "a rename sends no bytes");
+    assert_eq!(
+        (renamed.moved_remote, renamed.bytes_sent),
+        (1, 0),
+        "a rename sends no bytes"
+    );
     let moved = phone.settle().await;
     assert_eq!(moved.moved_local, 1, "and arrives as a rename: {moved:?}");
     assert!(!phone.path("photo.jpg").exists());
@@ -56,9 +60,15 @@ async fn edits_renames_and_deletes_reach_the_other_device() {
     phone.settle().await;
     laptop.settle().await;
     assert!(!laptop.path("docs/plan.txt").exists());
-    assert!(!laptop.path("docs").exists(), "the folder it emptied goes too");
+    assert!(
+        !laptop.path("docs").exists(),
+        "the folder it emptied goes too"
+    );
     let trash = svc.get("/v1/trash", &t).await.json();
-    assert_eq!(trash["entries"][0]["path"], "docs/plan.txt", "a delete goes to trash");
+    assert_eq!(
+        trash["entries"][0]["path"], "docs/plan.txt",
+        "a delete goes to trash"
+    );
     assert_eq!(laptop.files(), server_files(&svc, &t).await);
     assert_eq!(phone.files(), server_files(&svc, &t).await);
 }
@@ -83,8 +93,15 @@ async fn a_true_conflict_keeps_both_versions() {
     let files = phone.files();
     assert_eq!(files, laptop.files());
     assert_eq!(files, server_files(&svc, &t).await);
-    assert_eq!(files["notes.txt"], sha256_hex(b"laptop's edit"), "the first to sync keeps the name");
-    let copies: Vec<&String> = files.keys().filter(|p| p.contains("conflicted copy phone")).collect();
+    assert_eq!(
+        files["notes.txt"],
+        sha256_hex(b"laptop's edit"),
+        "the first to sync keeps the name"
+    );
+    let copies: Vec<&String> = files
+        .keys()
+        .filter(|p| p.contains("conflicted copy phone"))
+        .collect();
     assert_eq!(copies.len(), 1, "{files:?}");
     assert!(copies[0].starts_with("notes (conflicted copy phone ") && copies[0].ends_with(").txt"));
     assert_eq!(files[copies[0]], sha256_hex(b"phone's edit!"));
@@ -148,7 +165,10 @@ async fn run_seed(svc: &Service, seed: u64) -> Result<(), String> {
         match op {
             0..=2 => {
                 let p = random_path(&mut rng);
-                let body = format!("seed {seed} step {step} {}", "x".repeat(rng.gen_range(0..64)));
+                let body = format!(
+                    "seed {seed} step {step} {}",
+                    "x".repeat(rng.gen_range(0..64))
+                );
                 if !present.contains(&p) {
                     write(d, &p, body.as_bytes());
                     log.push(format!("{name}: create {p}"));
@@ -270,11 +290,16 @@ async fn a_killed_sync_resumes_and_never_leaves_a_partial_file() {
     }
     let sync = || {
         let mut c = std::process::Command::new(filestore_bin());
-        c.args(["sync", folder.path().to_str().unwrap(), "--device", "killed"])
-            .env("FILESTORE_URL", &svc.base)
-            .env("FILESTORE_TOKEN", &t)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+        c.args([
+            "sync",
+            folder.path().to_str().unwrap(),
+            "--device",
+            "killed",
+        ])
+        .env("FILESTORE_URL", &svc.base)
+        .env("FILESTORE_TOKEN", &t)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
         c
     };
     let mut rng = StdRng::seed_from_u64(7);
@@ -288,7 +313,10 @@ async fn a_killed_sync_resumes_and_never_leaves_a_partial_file() {
                 known.contains(&sha),
                 "round {round}: {path} is not a whole file of any known content"
             );
-            assert!(!path.ends_with(".filestore-partial"), "round {round}: {path}");
+            assert!(
+                !path.ends_with(".filestore-partial"),
+                "round {round}: {path}"
+            );
         }
     }
     let last = sync().status().expect("run filestore sync");
@@ -330,4 +358,44 @@ async fn many_small_files_sync_up_and_down() {
         count as f64 / up_secs,
         count as f64 / down_secs
     );
+}
+
+/// Delta transfer both ways: an edit in the middle of a large file sends, and fetches, only
+/// the chunks around the edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_inside_a_large_file_moves_only_the_chunks_around_it() {
+    let svc = Service::start().await;
+    let t = svc.token("alice");
+    let a = Device::open(&svc, &t, "a").await;
+    let b = Device::open(&svc, &t, "b").await;
+    let size = 4 * 1024 * 1024;
+    let original = noise(size, 5);
+    write(&a, "big.bin", &original);
+    assert_eq!(
+        a.settle().await.bytes_sent,
+        size as u64,
+        "the first version goes whole"
+    );
+    b.settle().await;
+
+    let mut edited = original.clone();
+    edited.splice(size / 2..size / 2, *b"an edit in the middle");
+    write(&a, "big.bin", &edited);
+    let up = a.settle().await;
+    assert_eq!(up.uploaded, 1);
+    assert!(
+        up.bytes_sent < (size / 8) as u64,
+        "sent {} bytes of a {size}-byte file for a 21-byte edit",
+        up.bytes_sent
+    );
+    let down = b.settle().await;
+    assert_eq!(down.downloaded, 1, "{down:?}");
+    assert!(
+        down.bytes_received < (size / 8) as u64,
+        "fetched {} bytes for a 21-byte edit",
+        down.bytes_received
+    );
+    assert_eq!(read(&b, "big.bin"), edited);
+    let versions = svc.get("/v1/versions?path=big.bin", &t).await.json();
+    assert_eq!(versions["versions"][0]["sha256"], sha256_hex(&edited));
 }

@@ -110,7 +110,11 @@ async fn revisions_guard_every_write(t: &Tree) {
     t.write("a.txt", b"three", Expect::Any).await.unwrap();
     let versions = t.store.versions(&t.owner, "a.txt").await.unwrap();
     let sizes: Vec<u64> = versions.iter().map(|v| v.size).collect();
-    assert_eq!(sizes, vec![5, 3, 3], "every accepted write is a version, newest first");
+    assert_eq!(
+        sizes,
+        vec![5, 3, 3],
+        "every accepted write is a version, newest first"
+    );
     assert!(versions.windows(2).all(|w| w[0].rev > w[1].rev));
 }
 
@@ -156,7 +160,10 @@ async fn moves_carry_versions_and_folders(t: &Tree) {
         .store
         .move_path(&t.owner, "m/one", "m/uno", Expect::Rev(r - 1))
         .await;
-    assert!(matches!(stale, Err(StoreError::RevConflict(_))), "{stale:?}");
+    assert!(
+        matches!(stale, Err(StoreError::RevConflict(_))),
+        "{stale:?}"
+    );
     let moved = t
         .store
         .move_path(&t.owner, "m/one", "m/uno", Expect::Rev(r))
@@ -177,7 +184,10 @@ async fn moves_carry_versions_and_folders(t: &Tree) {
         .await
         .unwrap();
     assert_eq!(folder.len(), 2, "both files inside the folder moved");
-    assert_eq!(t.list("moved/", false).await, ["moved/sub/two", "moved/uno"]);
+    assert_eq!(
+        t.list("moved/", false).await,
+        ["moved/sub/two", "moved/uno"]
+    );
     assert!(t.list("m/", false).await.is_empty());
 
     t.write("other", b"o", Expect::Any).await.unwrap();
@@ -222,7 +232,11 @@ async fn trash_restores_and_purges(t: &Tree) {
     assert_eq!(restored[0].kind, ChangeKind::Create);
     assert_eq!(restored[0].file_id, kept, "the same content comes back");
 
-    let folder = t.store.trash_path(&t.owner, "t/d", Expect::Any).await.unwrap();
+    let folder = t
+        .store
+        .trash_path(&t.owner, "t/d", Expect::Any)
+        .await
+        .unwrap();
     assert_eq!(folder.len(), 2);
     // A new file where a trashed one was: the trashed head stays, as a version.
     t.write("t/d/x", b"new x", Expect::Absent).await.unwrap();
@@ -258,10 +272,13 @@ async fn old_versions_come_back_as_new_revisions(t: &Tree) {
     let processing = t.write("v/doc", b"third", Expect::Any).await.unwrap();
     let rev = t.rev("v/doc").await;
     t.write_ready("v/doc", b"fourth", Expect::Any).await;
-    assert!(matches!(
-        t.store.restore_version(&t.owner, "v/doc", rev).await,
-        Err(StoreError::VersionUnavailable(_))
-    ), "a version still processing ({processing}) cannot be restored yet");
+    assert!(
+        matches!(
+            t.store.restore_version(&t.owner, "v/doc", rev).await,
+            Err(StoreError::VersionUnavailable(_))
+        ),
+        "a version still processing ({processing}) cannot be restored yet"
+    );
 }
 
 /// The feed numbers every change of the owner, gap-free and in order, with its kind.
@@ -276,7 +293,11 @@ async fn the_feed_has_every_change_in_order(t: &Tree) {
     assert_eq!(page.changes.len(), 3);
     assert_eq!((page.changes[0].seq, page.cursor), (3, 5));
     assert!(page.has_more);
-    let end = t.store.changes(&t.owner, seqs.len() as i64, 10).await.unwrap();
+    let end = t
+        .store
+        .changes(&t.owner, seqs.len() as i64, 10)
+        .await
+        .unwrap();
     assert!(end.changes.is_empty() && !end.has_more);
     assert_eq!(end.cursor, seqs.len() as i64);
 }
@@ -291,8 +312,12 @@ async fn concurrent_writers_serialise(t: &Tree) {
         let t = t.clone();
         tasks.push(tokio::spawn(async move {
             let edit = format!("edit {i}");
-            let edited = t.write("c/shared", edit.as_bytes(), Expect::Rev(base)).await;
-            let own = t.write(&format!("c/own-{i}"), b"mine", Expect::Absent).await;
+            let edited = t
+                .write("c/shared", edit.as_bytes(), Expect::Rev(base))
+                .await;
+            let own = t
+                .write(&format!("c/own-{i}"), b"mine", Expect::Absent)
+                .await;
             (edited.is_ok(), own.is_ok())
         }));
     }
@@ -311,7 +336,13 @@ async fn owners_see_only_their_own_tree(store: Arc<dyn MetadataStore>) {
     let bob = Tree::new(store, "bob");
     assert!(bob.list("", false).await.is_empty());
     assert!(bob.feed().await.is_empty());
-    assert!(bob.store.entry(&bob.owner, "a.txt").await.unwrap().is_none());
+    assert!(
+        bob.store
+            .entry(&bob.owner, "a.txt")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(matches!(
         bob.store.trash_path(&bob.owner, "a.txt", Expect::Any).await,
         Err(StoreError::PathNotFound(_))

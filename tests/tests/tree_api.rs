@@ -46,7 +46,9 @@ async fn edits_name_the_revision_they_change_and_stale_ones_get_409() {
     let t = svc.token("alice");
     let created = write(&svc, &t, "notes.txt", b"v1", json!(0)).await;
     assert_eq!(created["status"], 200);
-    let rev = created["rev"].as_i64().expect("finalize reports the revision");
+    let rev = created["rev"]
+        .as_i64()
+        .expect("finalize reports the revision");
     let again = write(&svc, &t, "notes.txt", b"v1 again", json!(0)).await;
     assert_eq!(
         (again["status"].as_u64(), again["code"].as_str()),
@@ -65,7 +67,8 @@ async fn edits_name_the_revision_they_change_and_stale_ones_get_409() {
             let body = json!({"path": "notes.txt", "size": bytes.len(), "parentRev": head});
             let r = svc.post_json("/v1/file", &t, &body).await;
             let id = r.json()["fileId"].as_str().unwrap().to_owned();
-            svc.put(&format!("/v1/files/{id}/content"), &t, bytes.to_vec()).await;
+            svc.put(&format!("/v1/files/{id}/content"), &t, bytes.to_vec())
+                .await;
             (id, bytes)
         }
     };
@@ -73,12 +76,23 @@ async fn edits_name_the_revision_they_change_and_stale_ones_get_409() {
     let (b, b_bytes) = reg(b"phone edit").await;
     assert_eq!(svc.finalize(&t, &a, a_bytes).await.status, StatusCode::OK);
     let lost = svc.finalize(&t, &b, b_bytes).await;
-    assert_eq!((lost.status, lost.code()), (StatusCode::CONFLICT, "rev_conflict".into()));
+    assert_eq!(
+        (lost.status, lost.code()),
+        (StatusCode::CONFLICT, "rev_conflict".into())
+    );
     assert!(lost.is_problem());
-    assert_eq!(svc.status(&t, &b).await, "uploading", "nothing half-committed");
+    assert_eq!(
+        svc.status(&t, &b).await,
+        "uploading",
+        "nothing half-committed"
+    );
 
     let bad = svc
-        .post_json("/v1/file", &t, &json!({"path": "x", "size": 1, "parentRev": -3}))
+        .post_json(
+            "/v1/file",
+            &t,
+            &json!({"path": "x", "size": 1, "parentRev": -3}),
+        )
         .await;
     assert_eq!(bad.code(), "invalid_parent_rev");
     let versions = svc.get("/v1/versions?path=notes.txt", &t).await.json();
@@ -89,7 +103,11 @@ async fn edits_name_the_revision_they_change_and_stale_ones_get_409() {
 async fn a_tree_lists_moves_trashes_and_restores_without_reuploading() {
     let svc = Service::start().await;
     let t = svc.token("alice");
-    for (p, body) in [("docs/a.txt", "a"), ("docs/b.txt", "b"), ("docs/deep/c.txt", "c")] {
+    for (p, body) in [
+        ("docs/a.txt", "a"),
+        ("docs/b.txt", "b"),
+        ("docs/deep/c.txt", "c"),
+    ] {
         let id = svc.upload(&t, p, body.as_bytes()).await;
         assert_eq!(svc.settle(&t, &id).await, "ready");
     }
@@ -101,22 +119,43 @@ async fn a_tree_lists_moves_trashes_and_restores_without_reuploading() {
     assert_eq!(rest, ["docs/deep/c.txt"]);
 
     let moved = svc
-        .post_json("/v1/tree/move", &t, &json!({"from": "docs", "to": "papers"}))
+        .post_json(
+            "/v1/tree/move",
+            &t,
+            &json!({"from": "docs", "to": "papers"}),
+        )
         .await;
     assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.json());
     assert_eq!(moved.json()["changes"].as_array().unwrap().len(), 3);
     let listed = paths(&svc, &t, "/v1/tree?prefix=papers/").await;
-    assert_eq!(listed, ["papers/a.txt", "papers/b.txt", "papers/deep/c.txt"]);
+    assert_eq!(
+        listed,
+        ["papers/a.txt", "papers/b.txt", "papers/deep/c.txt"]
+    );
     let entry = svc.get("/v1/entry?path=papers/a.txt", &t).await.json();
     let content = svc.content(&t, entry["fileId"].as_str().unwrap()).await;
-    assert_eq!(content.body, b"a", "a moved file is the same content, not a new upload");
+    assert_eq!(
+        content.body, b"a",
+        "a moved file is the same content, not a new upload"
+    );
 
     let taken = svc
-        .post_json("/v1/tree/move", &t, &json!({"from": "top.txt", "to": "papers/a.txt"}))
+        .post_json(
+            "/v1/tree/move",
+            &t,
+            &json!({"from": "top.txt", "to": "papers/a.txt"}),
+        )
         .await;
-    assert_eq!((taken.status, taken.code()), (StatusCode::CONFLICT, "destination_exists".into()));
+    assert_eq!(
+        (taken.status, taken.code()),
+        (StatusCode::CONFLICT, "destination_exists".into())
+    );
     let itself = svc
-        .post_json("/v1/tree/move", &t, &json!({"from": "papers", "to": "papers/x"}))
+        .post_json(
+            "/v1/tree/move",
+            &t,
+            &json!({"from": "papers", "to": "papers/x"}),
+        )
         .await;
     assert_eq!(itself.code(), "invalid_move");
 
@@ -126,7 +165,11 @@ async fn a_tree_lists_moves_trashes_and_restores_without_reuploading() {
     assert_eq!(del.status, StatusCode::OK);
     assert_eq!(paths(&svc, &t, "/v1/trash").await, ["papers/deep/c.txt"]);
     let restored = svc
-        .post_json("/v1/trash/restore", &t, &json!({"path": "papers/deep/c.txt"}))
+        .post_json(
+            "/v1/trash/restore",
+            &t,
+            &json!({"path": "papers/deep/c.txt"}),
+        )
         .await;
     assert_eq!(restored.json()["changes"][0]["kind"], "create");
     svc.post_json("/v1/tree/delete", &t, &json!({"path": "papers/b.txt"}))
@@ -139,7 +182,10 @@ async fn a_tree_lists_moves_trashes_and_restores_without_reuploading() {
     let missing = svc
         .post_json("/v1/trash/restore", &t, &json!({"path": "papers/b.txt"}))
         .await;
-    assert_eq!((missing.status, missing.code()), (StatusCode::NOT_FOUND, "not_found".into()));
+    assert_eq!(
+        (missing.status, missing.code()),
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
 
     // Nobody else sees any of it.
     let bob = svc.token("bob");
@@ -157,7 +203,11 @@ async fn an_old_version_becomes_the_head_again() {
     let versions = svc.get("/v1/versions?path=essay.md", &t).await.json();
     let first = versions["versions"][1]["rev"].as_i64().unwrap();
     let restored = svc
-        .post_json("/v1/versions/restore", &t, &json!({"path": "essay.md", "rev": first}))
+        .post_json(
+            "/v1/versions/restore",
+            &t,
+            &json!({"path": "essay.md", "rev": first}),
+        )
         .await;
     assert_eq!(restored.status, StatusCode::OK, "{:?}", restored.json());
     let head = svc.get("/v1/entry?path=essay.md", &t).await.json();
@@ -169,7 +219,9 @@ async fn an_old_version_becomes_the_head_again() {
 async fn the_change_feed_long_polls_and_reports_every_kind_of_change() {
     let svc = Service::start().await;
     let t = svc.token("alice");
-    let start = svc.get("/v1/tree", &t).await.json()["cursor"].as_i64().unwrap();
+    let start = svc.get("/v1/tree", &t).await.json()["cursor"]
+        .as_i64()
+        .unwrap();
     assert_eq!(start, 0);
 
     // A long-poll waits for the change instead of answering empty at once.
@@ -191,8 +243,12 @@ async fn the_change_feed_long_polls_and_reports_every_kind_of_change() {
     let cursor = woken["cursor"].as_i64().unwrap();
 
     svc.upload(&t, "a.txt", b"a2").await;
-    svc.post_json("/v1/tree/move", &t, &json!({"from": "a.txt", "to": "b.txt"}))
-        .await;
+    svc.post_json(
+        "/v1/tree/move",
+        &t,
+        &json!({"from": "a.txt", "to": "b.txt"}),
+    )
+    .await;
     svc.post_json("/v1/tree/delete", &t, &json!({"path": "b.txt"}))
         .await;
     let feed = svc
@@ -217,7 +273,10 @@ async fn the_change_feed_long_polls_and_reports_every_kind_of_change() {
 
     // Nothing new: a short timeout answers empty, with the same cursor.
     let idle = svc
-        .get(&format!("/v1/changes?cursor={}&timeout=1", rest["cursor"]), &t)
+        .get(
+            &format!("/v1/changes?cursor={}&timeout=1", rest["cursor"]),
+            &t,
+        )
         .await
         .json();
     assert_eq!(idle["changes"].as_array().unwrap().len(), 0);

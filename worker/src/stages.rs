@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use filestore_adapters::chunk_writer::store_chunk as store_chunk_once;
 use filestore_adapters::objects::ObjectError;
 use filestore_adapters::queue::Delivery;
 use filestore_adapters::{FileRecord, StoreError};
 use filestore_domain::chunking::{Chunk, StreamChunker};
-use filestore_adapters::chunk_writer::store_chunk as store_chunk_once;
 use filestore_domain::keys::{TenantSecret, sha256};
 use filestore_domain::messages::{
     self, ChunkEntry, ChunksCreated, FileMessage, MessageError, Stage, routing,

@@ -7,7 +7,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use filestore_adapters::chunk_writer::store_chunk;
-use filestore_domain::FileStatus;
 use filestore_domain::codec::CodecOptions;
 use filestore_domain::keys::sha256;
 use filestore_domain::messages::ChunkEntry;
@@ -19,8 +18,8 @@ use crate::auth::User;
 use crate::dto::UploadReceipt;
 use crate::error::ApiError;
 use crate::routes::download::open_chunk;
-use crate::routes::upload::record_attempt;
-use crate::routes::{ApiJson, ApiPath, owned_file};
+use crate::routes::upload::{record_attempt, taking_content};
+use crate::routes::{ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::validate;
 
@@ -171,7 +170,8 @@ pub async fn put_chunk(
         other => ApiError::internal(other),
     })?;
     if !stored.deduplicated {
-        metrics::counter!("filestore_delta_chunk_bytes_received_total").increment(body.len() as u64);
+        metrics::counter!("filestore_delta_chunk_bytes_received_total")
+            .increment(body.len() as u64);
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -188,13 +188,7 @@ pub async fn assemble(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<Assembly>,
 ) -> Result<Json<UploadReceipt>, ApiError> {
-    let file = owned_file(&state, &owner, &id).await?;
-    if file.status != FileStatus::Uploading {
-        return Err(ApiError::conflict(
-            "not_uploading",
-            format!("the file is {}; its content can no longer change", file.status),
-        ));
-    }
+    let file = taking_content(&state, &owner, &id).await?;
     let shas = hashes(
         &req.chunks
             .iter()
@@ -205,11 +199,17 @@ pub async fn assemble(
     if total != file.size {
         return Err(ApiError::bad_request(
             "size_mismatch",
-            format!("the chunks add up to {total} bytes; {} were declared", file.size),
+            format!(
+                "the chunks add up to {total} bytes; {} were declared",
+                file.size
+            ),
         ));
     }
     let tenant = state.tenants.secret_for(&owner).await?;
-    let ids: Vec<String> = shas.iter().map(|h| tenant.chunk_id(h).to_string()).collect();
+    let ids: Vec<String> = shas
+        .iter()
+        .map(|h| tenant.chunk_id(h).to_string())
+        .collect();
     let known: std::collections::HashMap<String, u64> = state
         .store
         .known_chunks(&owner, &ids)
@@ -219,7 +219,10 @@ pub async fn assemble(
     if let Some(i) = ids.iter().position(|id| !known.contains_key(id)) {
         return Err(ApiError::conflict(
             "chunk_missing",
-            format!("chunk {} ({}) is not stored; send it first", i, req.chunks[i].sha256),
+            format!(
+                "chunk {} ({}) is not stored; send it first",
+                i, req.chunks[i].sha256
+            ),
         ));
     }
     let mut offset = 0u64;

@@ -94,9 +94,9 @@ pub async fn entry(
     let path = validate::path(&q.path)?;
     match state.store.entry(&owner, &path).await? {
         Some(e) => Ok(Json(EntryInfo::from(&e))),
-        None => Err(ApiError::from(filestore_adapters::StoreError::PathNotFound(
-            path,
-        ))),
+        None => Err(ApiError::from(
+            filestore_adapters::StoreError::PathNotFound(path),
+        )),
     }
 }
 
@@ -195,10 +195,7 @@ pub async fn restore_version(
     ApiJson(req): ApiJson<RestoreVersionRequest>,
 ) -> Result<Json<ChangeInfo>, ApiError> {
     let path = validate::path(&req.path)?;
-    let change = state
-        .store
-        .restore_version(&owner, &path, req.rev)
-        .await?;
+    let change = state.store.restore_version(&owner, &path, req.rev).await?;
     state.tree_wake.notify_waiters();
     Ok(Json(ChangeInfo::from(&change)))
 }

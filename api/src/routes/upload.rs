@@ -259,16 +259,7 @@ pub async fn put_content(
     ApiPath(id): ApiPath<String>,
     body: Body,
 ) -> Result<Json<UploadReceipt>, ApiError> {
-    let file = owned_file(&state, &owner, &id).await?;
-    if file.status != FileStatus::Uploading {
-        return Err(ApiError::conflict(
-            "not_uploading",
-            format!(
-                "the file is {}; its content can no longer change",
-                file.status
-            ),
-        ));
-    }
+    let file = taking_content(&state, &owner, &id).await?;
     // Each attempt gets its own object, so a slow concurrent PUT can never overwrite bytes
     // that another attempt recorded (and finalize verified).
     let attempt_key = format!("raw/{}.{:016x}", file.id, rand::random::<u64>());
@@ -284,6 +275,25 @@ pub async fn put_content(
         size: stored.size,
         sha256: stored.sha256_hex,
     }))
+}
+
+/// The caller's file, if it still takes content (it is `uploading`).
+pub(crate) async fn taking_content(
+    state: &AppState,
+    owner: &filestore_domain::OwnerId,
+    id: &str,
+) -> Result<FileRecord, ApiError> {
+    let file = owned_file(state, owner, id).await?;
+    if file.status != FileStatus::Uploading {
+        return Err(ApiError::conflict(
+            "not_uploading",
+            format!(
+                "the file is {}; its content can no longer change",
+                file.status
+            ),
+        ));
+    }
+    Ok(file)
 }
 
 /// Makes the object one upload attempt stored at `attempt_key` the file's content, if it is

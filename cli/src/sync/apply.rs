@@ -30,7 +30,12 @@ fn now_ns() -> i64 {
 
 fn today() -> String {
     let now = time::OffsetDateTime::now_utc();
-    format!("{:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day())
+    format!(
+        "{:04}-{:02}-{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    )
 }
 
 /// Conflicted copies named after this device and today: `a (conflicted copy HOST DATE).txt`,
@@ -152,7 +157,9 @@ pub async fn run(
                 downloads.push((path, remote, seen));
             }
             Action::Conflict { path, copy, remote } => {
-                let Some(mine) = local.get(&path) else { continue };
+                let Some(mine) = local.get(&path) else {
+                    continue;
+                };
                 if !s.still(&path, Some(mine)) || s.rename(&path, &copy).is_err() {
                     report.failed.push(format!("keeping {path} as {copy}"));
                     continue;
@@ -294,11 +301,17 @@ async fn upload_batch(
     let mut refused: Vec<(usize, Refusal)> = Vec::new();
     let mut sends = Vec::new();
     for r in registered {
-        let Some(u) = batch.get(r.index) else { continue };
+        let Some(u) = batch.get(r.index) else {
+            continue;
+        };
         match (r.file_id, r.location) {
             (Some(id), Some(location)) => sends.push((r.index, u, id, location)),
             _ => {
-                let code = r.error.as_ref().and_then(|e| e["code"].as_str()).unwrap_or("");
+                let code = r
+                    .error
+                    .as_ref()
+                    .and_then(|e| e["code"].as_str())
+                    .unwrap_or("");
                 let detail = r.error.as_ref().map(|e| e.to_string()).unwrap_or_default();
                 refused.push((r.index, refusal(code, detail)));
             }
@@ -362,7 +375,9 @@ async fn upload_batch(
                 None => report.failed.push(format!("keeping {} aside", u.path)),
             },
             Refusal::Other(detail) => {
-                report.failed.push(format!("uploading {}: {detail}", u.path));
+                report
+                    .failed
+                    .push(format!("uploading {}: {detail}", u.path));
             }
         }
     }
@@ -385,7 +400,10 @@ async fn send(
 ) -> Result<(String, u64), SyncError> {
     let path = s.abs(&u.path);
     let Some(params) = delta_worthy(s, u.local.size).await else {
-        let sha = s.client.put_file(location, &path, u.local.size, |_| {}).await?;
+        let sha = s
+            .client
+            .put_file(location, &path, u.local.size, |_| {})
+            .await?;
         return Ok((sha, u.local.size));
     };
     let io = |e: std::io::Error| SyncError::Io(u.path.clone(), e);
@@ -399,8 +417,12 @@ async fn send(
     let listed = hashes.clone();
     hashes.sort();
     hashes.dedup();
-    let missing: std::collections::HashSet<String> =
-        s.client.missing_chunks(&hashes).await?.into_iter().collect();
+    let missing: std::collections::HashSet<String> = s
+        .client
+        .missing_chunks(&hashes)
+        .await?
+        .into_iter()
+        .collect();
     let by_sha = cut.by_sha();
     let sent: Vec<Result<u64, SyncError>> = futures::stream::iter(missing.iter())
         .filter_map(|sha| {
@@ -472,9 +494,16 @@ async fn download_all(
                         Some(Ok(d)) => {
                             let bar = indicatif::ProgressBar::hidden();
                             let dir = s.temp_dir();
-                            crate::download::fetch_to_temp(&s.client, &d, &dir, 4, &bar, reuse.as_ref())
-                                .await
-                                .map_err(|e| e.to_string())
+                            crate::download::fetch_to_temp(
+                                &s.client,
+                                &d,
+                                &dir,
+                                4,
+                                &bar,
+                                reuse.as_ref(),
+                            )
+                            .await
+                            .map_err(|e| e.to_string())
                         }
                         Some(Err(problem)) => Err(problem.to_string()),
                         None => Err("the server sent no descriptor".to_owned()),
@@ -496,7 +525,9 @@ async fn download_all(
             // The local file must still be what the plan saw, or the user's edit would be
             // overwritten: then the next pass sees a conflict instead.
             if !s.still(path, seen.as_ref()) {
-                report.failed.push(format!("{path} changed while downloading"));
+                report
+                    .failed
+                    .push(format!("{path} changed while downloading"));
                 continue;
             }
             let dest = s.abs(path);

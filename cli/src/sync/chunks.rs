@@ -94,15 +94,24 @@ mod tests {
     fn a_file_cuts_into_the_pieces_the_server_would_cut() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let data: Vec<u8> = (0..600_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..600_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         std::fs::write(&path, &data).unwrap();
         let params = ChunkParams::new(16 * 1024, 64 * 1024, 256 * 1024).unwrap();
         let cut = Pieces::of(&path, params).unwrap();
         let reference = filestore_domain::chunking::cut_points(&data, params);
-        let ours: Vec<(u64, usize)> = cut.pieces.iter().map(|p| (p.offset, p.length as usize)).collect();
+        let ours: Vec<(u64, usize)> = cut
+            .pieces
+            .iter()
+            .map(|p| (p.offset, p.length as usize))
+            .collect();
         assert_eq!(ours, reference);
         assert_eq!(cut.sha256, hex::encode(sha256(&data)));
         let p = cut.pieces[1];
-        assert_eq!(cut.read(&p).unwrap(), data[p.offset as usize..][..p.length as usize]);
+        assert_eq!(
+            cut.read(&p).unwrap(),
+            data[p.offset as usize..][..p.length as usize]
+        );
     }
 }

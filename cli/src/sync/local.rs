@@ -38,10 +38,10 @@ pub struct Scan {
 pub fn ignore_rules(root: &Path) -> Result<Gitignore, ScanError> {
     let mut builder = GitignoreBuilder::new(root);
     let file = root.join(IGNORE_FILE);
-    if file.exists() {
-        if let Some(e) = builder.add(&file) {
-            return Err(e.into());
-        }
+    if file.exists()
+        && let Some(e) = builder.add(&file)
+    {
+        return Err(e.into());
     }
     Ok(builder.build()?)
 }
@@ -109,7 +109,9 @@ fn walk(
             continue;
         }
         // A file that vanished between the listing and now is simply not there.
-        let Ok(kind) = entry.file_type() else { continue };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         if !is_synced(rules, &rel, kind.is_dir()) {
             continue;
         }
@@ -168,7 +170,10 @@ mod tests {
         let first = scan(root, &BTreeMap::new()).unwrap();
         let paths: Vec<&str> = first.files.keys().map(String::as_str).collect();
         assert_eq!(paths, [IGNORE_FILE, "docs/a.txt"]);
-        assert_eq!(first.files["docs/a.txt"].sha256, hex::encode(Sha256::digest(b"a")));
+        assert_eq!(
+            first.files["docs/a.txt"].sha256,
+            hex::encode(Sha256::digest(b"a"))
+        );
 
         // Recorded long after its last modification: trusted without reading.
         let a = &first.files["docs/a.txt"];
@@ -188,11 +193,17 @@ mod tests {
         );
         let second = scan(root, &base).unwrap();
         assert_eq!(second.files["docs/a.txt"].sha256, "recorded");
-        assert_eq!(second.hashed, 1, "only the ignore file, not in the base, was read");
+        assert_eq!(
+            second.hashed, 1,
+            "only the ignore file, not in the base, was read"
+        );
 
         // Recorded within the same instant as a modification: read again.
         base.get_mut("docs/a.txt").unwrap().synced_at_ns = a.mtime_ns;
         let third = scan(root, &base).unwrap();
-        assert_eq!(third.files["docs/a.txt"].sha256, first.files["docs/a.txt"].sha256);
+        assert_eq!(
+            third.files["docs/a.txt"].sha256,
+            first.files["docs/a.txt"].sha256
+        );
     }
 }

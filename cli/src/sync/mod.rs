@@ -129,7 +129,11 @@ impl Syncer {
         let state = State::open(&dir.join("state.db")).await?;
         match state.meta("server").await? {
             Some(known) if known != server => {
-                return Err(SyncError::OtherServer(opts.root.clone(), known, server.into()));
+                return Err(SyncError::OtherServer(
+                    opts.root.clone(),
+                    known,
+                    server.into(),
+                ));
             }
             Some(_) => {}
             None => state.set_meta("server", server).await?,

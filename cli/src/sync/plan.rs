@@ -60,7 +60,11 @@ pub enum Action {
     /// Fetch the server's head into the folder (the local file, if any, is unchanged).
     Download { path: String, remote: Remote },
     /// The server's file was renamed: rename the local one.
-    MoveLocal { from: String, to: String, remote: Remote },
+    MoveLocal {
+        from: String,
+        to: String,
+        remote: Remote,
+    },
     /// The server trashed the file and the local one is unchanged: remove it.
     DeleteLocal { path: String },
     /// Both sides changed it differently: the local file moves to `copy` and is uploaded as a
@@ -109,7 +113,11 @@ pub fn plan(trees: &Trees<'_>, copy_name: &CopyNamer<'_>) -> Vec<Action> {
         remote,
         base,
     } = *trees;
-    let paths: BTreeSet<&String> = local.keys().chain(remote.keys()).chain(base.keys()).collect();
+    let paths: BTreeSet<&String> = local
+        .keys()
+        .chain(remote.keys())
+        .chain(base.keys())
+        .collect();
     let mut actions = Vec::new();
     let mut copies: BTreeSet<String> = BTreeSet::new();
     for path in paths {
@@ -198,7 +206,10 @@ fn pair_renames(actions: Vec<Action>, trees: &Trees<'_>) -> Vec<Action> {
         match a {
             Action::DeleteRemote { path, parent_rev } => remote_deletes.push((path, parent_rev)),
             Action::DeleteLocal { path } => local_deletes.push(path),
-            Action::Upload { path, parent_rev: 0 } if !trees.base.contains_key(&path) => {
+            Action::Upload {
+                path,
+                parent_rev: 0,
+            } if !trees.base.contains_key(&path) => {
                 uploads.push((path, 0));
             }
             Action::Download { path, remote } if !trees.base.contains_key(&path) => {
@@ -212,9 +223,7 @@ fn pair_renames(actions: Vec<Action>, trees: &Trees<'_>) -> Vec<Action> {
         let sha = trees.base.get(&from).map(|b| &b.sha256);
         let fresh = trees.remote.get(&from).is_some();
         let to = uploads.iter().position(|(to, _)| {
-            fresh
-                && !trees.remote.contains_key(to)
-                && trees.local.get(to).map(|l| &l.sha256) == sha
+            fresh && !trees.remote.contains_key(to) && trees.local.get(to).map(|l| &l.sha256) == sha
         });
         match to {
             Some(i) => {
@@ -374,7 +383,10 @@ mod tests {
 
     #[test]
     fn different_edits_on_both_sides_keep_both() {
-        let c = Case::new().l("a", "mine").r("a", "theirs", 5).b("a", "x", 3);
+        let c = Case::new()
+            .l("a", "mine")
+            .r("a", "theirs", 5)
+            .b("a", "x", 3);
         let plan = c.plan();
         assert!(
             matches!(&plan[..], [Action::Conflict { path, copy, remote }]

@@ -23,7 +23,8 @@ fn remote_of(e: &EntryInfo) -> Remote {
 
 /// Applies one change of the feed to the mirror.
 pub fn apply_change(mirror: &mut BTreeMap<String, Remote>, c: &ChangeInfo) {
-    let older = |m: &BTreeMap<String, Remote>, path: &str| m.get(path).is_none_or(|r| r.rev < c.rev);
+    let older =
+        |m: &BTreeMap<String, Remote>, path: &str| m.get(path).is_none_or(|r| r.rev < c.rev);
     match c.kind.as_str() {
         "create" | "update" => {
             if older(mirror, &c.path) {
@@ -31,10 +32,10 @@ pub fn apply_change(mirror: &mut BTreeMap<String, Remote>, c: &ChangeInfo) {
             }
         }
         "move" => {
-            if let Some(from) = &c.from_path {
-                if older(mirror, from) {
-                    mirror.remove(from);
-                }
+            if let Some(from) = &c.from_path
+                && older(mirror, from)
+            {
+                mirror.remove(from);
             }
             if older(mirror, &c.path) {
                 mirror.insert(c.path.clone(), remote_of_change(c));

@@ -92,11 +92,16 @@ impl State {
     }
 
     pub async fn cursor(&self) -> Result<Option<i64>, StateError> {
-        Ok(self.meta("cursor").await?.and_then(|c| i64::from_str(&c).ok()))
+        Ok(self
+            .meta("cursor")
+            .await?
+            .and_then(|c| i64::from_str(&c).ok()))
     }
 
     pub async fn base(&self) -> Result<BTreeMap<String, Synced>, StateError> {
-        let rows = sqlx::query("SELECT * FROM base").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM base")
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = BTreeMap::new();
         for row in rows {
             out.insert(

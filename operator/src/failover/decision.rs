@@ -35,6 +35,24 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// An instance that does not answer now: what it was when `last` saw it, or nothing known.
+    pub fn gone(name: &str, last: Option<Instance>) -> Instance {
+        Instance {
+            alive: false,
+            ..last.unwrap_or(Instance {
+                name: name.to_owned(),
+                alive: false,
+                fenced: false,
+                role: Role::Standby,
+                timeline: 0,
+                received: Lsn(0),
+                replayed: Lsn(0),
+            })
+        }
+    }
+}
+
+impl Instance {
     fn serves_as_primary(&self) -> bool {
         self.alive && !self.fenced && self.role == Role::Primary
     }

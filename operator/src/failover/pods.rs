@@ -17,9 +17,9 @@ use sqlx::postgres::PgConnectOptions;
 use crate::build::LABEL_ROLE;
 use crate::build::database::{ROLE_FENCED, ROLE_PRIMARY, ROLE_REPLICA};
 use crate::build::process::POSTGRES_PORT;
-use crate::failover::decision::{Instance, Role};
+use crate::failover::decision::Instance;
+use crate::failover::probe;
 use crate::failover::routine::{InstanceOps, OpsError};
-use crate::failover::{Lsn, probe};
 
 /// Where an instance's PostgreSQL answers: the pod's IP and PostgreSQL's port in production.
 pub type Address = dyn Fn(&Pod) -> Option<(String, u16)> + Send + Sync;
@@ -111,27 +111,12 @@ impl PodInstances {
             .lock()
             .ok()
             .and_then(|seen| seen.get(name).cloned());
-        Instance {
-            alive: false,
-            ..last.unwrap_or(Instance {
-                name: name.to_owned(),
-                alive: false,
-                fenced: false,
-                role: Role::Standby,
-                timeline: 0,
-                received: Lsn(0),
-                replayed: Lsn(0),
-            })
-        }
+        Instance::gone(name, last)
     }
 }
 
 fn ops_error(op: &'static str, instance: &str, reason: impl std::fmt::Display) -> OpsError {
-    OpsError {
-        op,
-        instance: instance.to_owned(),
-        reason: reason.to_string(),
-    }
+    OpsError::new(op, instance, reason)
 }
 
 fn role_of(pod: &Pod) -> Option<&str> {

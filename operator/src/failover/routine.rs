@@ -15,6 +15,16 @@ pub struct OpsError {
     pub reason: String,
 }
 
+impl OpsError {
+    pub fn new(op: &'static str, instance: &str, reason: impl std::fmt::Display) -> Self {
+        Self {
+            op,
+            instance: instance.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// What the routine can do to the instances.
 #[async_trait]
 pub trait InstanceOps: Send + Sync {
