@@ -302,8 +302,15 @@ pub fn replication(fs: &FileStore, seen: &Observed) -> Option<ReplicationStatus>
     if fs.spec.database.mode == Provisioning::External {
         return None;
     }
-    if let Some(instances) = &seen.replication {
-        return Some(crate::failover::replication_status(instances));
+    // The routine's probes give live lag, once they reach a serving primary; until then (pods
+    // starting, probes failing) the labels say which pod is meant to be primary.
+    if let Some(probed) = seen
+        .replication
+        .as_deref()
+        .map(crate::failover::replication_status)
+        .filter(|r| r.primary.is_some())
+    {
+        return Some(probed);
     }
     let primary = primary_pod(seen).map(|p| p.name_any());
     Some(ReplicationStatus {
