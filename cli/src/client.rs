@@ -167,15 +167,7 @@ impl Client {
         sha256_hex: &str,
         size: u64,
     ) -> Result<String, ClientError> {
-        let resp = self
-            .http
-            .post(self.url(&format!("/v1/files/{id}/finalize")))
-            .bearer_auth(&self.token)
-            .json(&json!({ "checksum": format!("sha256-{sha256_hex}"), "size": size }))
-            .send()
-            .await?;
-        let body: Value = Self::check(resp).await?.json().await?;
-        Ok(body["status"].as_str().unwrap_or_default().to_owned())
+        Ok(self.finalize_rev(id, sha256_hex, size).await?.0)
     }
 
     /// An authenticated GET of a JSON resource.
