@@ -103,6 +103,22 @@ pub struct BatchRegistered {
     pub results: Vec<BatchItem>,
 }
 
+/// What became of one file of a bundle: finalized (its status and revision) or refused.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleResult {
+    pub index: usize,
+    pub file_id: String,
+    pub status: Option<String>,
+    pub rev: Option<i64>,
+    pub error: Option<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BundleResults {
+    pub results: Vec<BundleResult>,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadReceipt {

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod dto;
+pub mod encoding;
 pub mod error;
 pub mod range;
 pub mod routes;
@@ -34,6 +35,7 @@ const JSON_BODY_LIMIT: usize = 16 * 1024 * 1024;
         routes::upload::register_one,
         routes::upload::register_batch,
         routes::upload::put_content,
+        routes::bundle::upload_bundle,
         routes::upload::finalize,
         routes::upload::metadata,
         routes::download::descriptor,
@@ -81,7 +83,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{delta, download, ops, tree, upload};
+    use routes::{bundle, delta, download, ops, tree, upload};
     Router::new()
         .route("/v1/file", post(upload::register_one))
         .route("/v1/file/{id}", get(download::descriptor))
@@ -92,6 +94,12 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/files/{id}/content",
             get(download::content).put(upload::put_content),
+        )
+        .route(
+            "/v1/files/bundle",
+            post(bundle::upload_bundle).layer(DefaultBodyLimit::max(
+                bundle::MAX_BUNDLE_BYTES + 1024 * 1024,
+            )),
         )
         .route("/v1/files/{id}/finalize", post(upload::finalize))
         .route("/v1/files/{id}/metadata", get(upload::metadata))

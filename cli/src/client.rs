@@ -3,7 +3,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 use filestore_api::dto::tree::{ChangesMade, ChangesPage, EntryInfo, ListingPage};
-use filestore_api::dto::{Descriptor, FileMetadata};
+use filestore_api::dto::{BundleResult, BundleResults, Descriptor, FileMetadata};
+use filestore_domain::bundle::{self, BundleItem};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -26,6 +27,26 @@ impl ClientError {
         match self {
             Self::Api { code, .. } => Some(code),
             _ => None,
+        }
+    }
+}
+
+/// `req` carrying `plain`, or its zstd form `packed` when there is one; and the bytes that
+/// go on the wire.
+fn with_body(
+    req: reqwest::RequestBuilder,
+    plain: Vec<u8>,
+    packed: Option<Vec<u8>>,
+) -> (reqwest::RequestBuilder, u64) {
+    match packed {
+        Some(packed) => {
+            let sent = packed.len() as u64;
+            let req = req.header(reqwest::header::CONTENT_ENCODING, "zstd");
+            (req.body(packed), sent)
+        }
+        None => {
+            let sent = plain.len() as u64;
+            (req.body(plain), sent)
         }
     }
 }
@@ -159,6 +180,43 @@ impl Client {
             });
         }
         Ok(sent)
+    }
+
+    /// Uploads a small file's bytes held in memory, compressed on the way when that pays and
+    /// the location is this API (a presigned storage URL takes the bytes as they are).
+    /// Returns the SHA-256 the server confirmed and the bytes that went over the wire.
+    pub async fn put_content_bytes(
+        &self,
+        location: &str,
+        data: Vec<u8>,
+    ) -> Result<(String, u64), ClientError> {
+        let ours = self.url(location).starts_with(&self.base);
+        let (sha, packed, data) = tokio::task::spawn_blocking(move || {
+            let sha = hex::encode(filestore_domain::keys::sha256(&data));
+            let packed = if ours {
+                crate::wire::compress(&data)
+            } else {
+                None
+            };
+            (sha, packed, data)
+        })
+        .await
+        .map_err(|e| ClientError::Io(location.to_owned(), std::io::Error::other(e)))?;
+        let req = self
+            .http
+            .put(self.url(location))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
+        let (req, sent) = with_body(req, data, packed);
+        let receipt: Value = Self::check(req.send().await?).await?.json().await?;
+        if receipt["sha256"].as_str() != Some(sha.as_str()) {
+            return Err(ClientError::Api {
+                status: 0,
+                code: "transfer_corrupted".into(),
+                detail: format!("the server stored other bytes than were sent to {location}"),
+            });
+        }
+        Ok((sha, sent))
     }
 
     pub async fn finalize(
@@ -333,17 +391,49 @@ impl Client {
             .unwrap_or_default())
     }
 
-    pub async fn put_chunk(&self, sha256: &str, bytes: Vec<u8>) -> Result<(), ClientError> {
-        let resp = self
+    /// Uploads and finalizes several small registered files in one request (compressed on the
+    /// way when that pays); one result per file, and the bytes that went over the wire.
+    pub async fn upload_bundle(
+        &self,
+        files: Vec<(BundleItem, Vec<u8>)>,
+    ) -> Result<(Vec<BundleResult>, u64), ClientError> {
+        let (packed, plain) = tokio::task::spawn_blocking(move || {
+            let refs: Vec<(BundleItem, &[u8])> = files
+                .iter()
+                .map(|(item, bytes)| (item.clone(), bytes.as_slice()))
+                .collect();
+            let plain = bundle::encode(&refs);
+            (crate::wire::compress_mixed(&plain), plain)
+        })
+        .await
+        .map_err(|e| ClientError::Io("a bundle".into(), std::io::Error::other(e)))?;
+        let req = self
+            .http
+            .post(self.url("/v1/files/bundle"))
+            .bearer_auth(&self.token)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/vnd.filestore.bundle",
+            );
+        let (req, sent) = with_body(req, plain, packed);
+        let done: BundleResults = Self::check(req.send().await?).await?.json().await?;
+        Ok((done.results, sent))
+    }
+
+    /// Stores one chunk, compressed on the way when that pays; returns the bytes sent.
+    pub async fn put_chunk(&self, sha256: &str, bytes: Vec<u8>) -> Result<u64, ClientError> {
+        let req = self
             .http
             .put(self.url(&format!("/v1/chunks/{sha256}/content")))
             .bearer_auth(&self.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(bytes)
-            .send()
-            .await?;
-        Self::check(resp).await?;
-        Ok(())
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
+        let (packed, bytes) =
+            tokio::task::spawn_blocking(move || (crate::wire::compress(&bytes), bytes))
+                .await
+                .map_err(|e| ClientError::Io(sha256.to_owned(), std::io::Error::other(e)))?;
+        let (req, sent) = with_body(req, bytes, packed);
+        Self::check(req.send().await?).await?;
+        Ok(sent)
     }
 
     /// Has the server build file `id` from its chunks; returns the SHA-256 it stored.

@@ -10,3 +10,4 @@ pub mod secrets;
 pub mod sync;
 pub mod token;
 pub mod upload;
+pub mod wire;

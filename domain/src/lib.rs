@@ -1,6 +1,7 @@
 //! Filestore's domain: everything that can be decided without touching a disk, a socket or a clock.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod chunking;
 pub mod codec;
 pub mod ids;

@@ -12,3 +12,10 @@ pub mod leader;
 pub mod metrics;
 pub mod queue_depth;
 pub mod reconcile;
+
+/// Names rustls' process-wide crypto provider before the first Kubernetes client is built.
+/// Built together with the S3 SDK (one workspace build), rustls carries both the ring and the
+/// aws-lc-rs backends and then refuses to pick one on its own. A second call is harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

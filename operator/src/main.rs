@@ -148,6 +148,7 @@ async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             tracing::error!(error = %e, "the metrics server stopped");
         }
     });
+    filestore_operator::install_tls_provider();
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;

@@ -113,6 +113,7 @@ impl FakeKube {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         let config = kube::Config::new(url.parse().unwrap());
+        filestore_operator::install_tls_provider();
         let client = kube::Client::try_from(config).unwrap();
         FakeKube { pods, client }
     }

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use filestore_adapters::chunk_writer::store_chunk;
 use filestore_domain::codec::CodecOptions;
 use filestore_domain::keys::sha256;
@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 
 use crate::auth::User;
 use crate::dto::UploadReceipt;
+use crate::encoding::BodyEncoding;
 use crate::error::ApiError;
 use crate::routes::download::open_chunk;
 use crate::routes::upload::{record_attempt, taking_content};
@@ -121,32 +122,41 @@ pub async fn missing(
     Ok(Json(ChunkHashes { sha256 }))
 }
 
-/// Store one chunk (its plaintext, checked against the SHA-256 it is named by).
+/// Store one chunk (its plaintext, checked against the SHA-256 it is named by), sent as is or
+/// with `Content-Encoding: zstd`.
 #[utoipa::path(put, path = "/v1/chunks/{id}/content", params(("id" = String, Path, description = "the chunk's plaintext SHA-256")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 204), (status = 400, body = crate::error::Problem),
-              (status = 413, body = crate::error::Problem)),
+              (status = 413, body = crate::error::Problem), (status = 415, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn put_chunk(
     State(state): State<AppState>,
     User(owner): User,
     ApiPath(name): ApiPath<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let [claimed] = hashes(std::slice::from_ref(&name))?[..] else {
         return Err(ApiError::internal("one hash in, one out"));
     };
-    if body.len() > state.chunk_params.max as usize {
-        return Err(ApiError::new(
+    let sent = body.len() as u64;
+    let encoding = BodyEncoding::of(&headers)?;
+    let max = state.chunk_params.max;
+    let (actual, plain) = tokio::task::spawn_blocking(move || {
+        encoding
+            .decode(body, max as usize)
+            .map(|plain| (sha256(&plain), plain))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| match e.code {
+        "body_too_large" => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "chunk_too_large",
-            format!("a chunk is at most {} bytes", state.chunk_params.max),
-        ));
-    }
-    let plain = body.to_vec();
-    let (actual, plain) = tokio::task::spawn_blocking(move || (sha256(&plain), plain))
-        .await
-        .map_err(ApiError::internal)?;
+            format!("a chunk is at most {max} bytes"),
+        ),
+        _ => e,
+    })?;
     if actual != claimed {
         return Err(ApiError::bad_request(
             "checksum_mismatch",
@@ -170,8 +180,7 @@ pub async fn put_chunk(
         other => ApiError::internal(other),
     })?;
     if !stored.deduplicated {
-        metrics::counter!("filestore_delta_chunk_bytes_received_total")
-            .increment(body.len() as u64);
+        metrics::counter!("filestore_delta_chunk_bytes_received_total").increment(sent);
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,4 +1,5 @@
 //! HTTP handlers, grouped by what the client is doing.
+pub mod bundle;
 pub mod delta;
 pub mod download;
 pub mod ops;

@@ -2,6 +2,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use filestore_adapters::ObjectError;
 use filestore_adapters::clock::now_secs;
 use filestore_adapters::meta::OutboxMessage;
@@ -9,7 +10,6 @@ use filestore_adapters::{FileRecord, NewFile, StoreError, UploadRecord};
 use filestore_domain::FileStatus;
 use filestore_domain::messages::{FileMessage, routing};
 use filestore_domain::tree::Expect;
-use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -19,6 +19,7 @@ use crate::dto::{
     BatchItem, BatchRegistered, CompletedUpload, DirectPart, DirectUpload, FileMetadata,
     FinalizeRequest, FinalizeResponse, RegisterBatch, RegisterFile, Registered, UploadReceipt,
 };
+use crate::encoding::BodyEncoding;
 use crate::error::ApiError;
 use crate::routes::{ApiJson, ApiPath, owned_file};
 use crate::state::AppState;
@@ -246,27 +247,29 @@ pub async fn register_batch(
     Ok(Json(BatchRegistered { results }))
 }
 
-/// Stream the raw bytes of a registered file. Returns once they are durably stored.
+/// Stream the raw bytes of a registered file. Returns once they are durably stored. The body
+/// may be sent with `Content-Encoding: zstd`; size and SHA-256 are those of the decoded bytes.
 #[utoipa::path(put, path = "/v1/files/{id}/content", params(("id" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, body = UploadReceipt), (status = 400, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
-              (status = 413, body = crate::error::Problem)),
+              (status = 413, body = crate::error::Problem), (status = 415, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn put_content(
     State(state): State<AppState>,
     User(owner): User,
     ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<UploadReceipt>, ApiError> {
+    let encoding = BodyEncoding::of(&headers)?;
     let file = taking_content(&state, &owner, &id).await?;
     // Each attempt gets its own object, so a slow concurrent PUT can never overwrite bytes
     // that another attempt recorded (and finalize verified).
     let attempt_key = format!("raw/{}.{:016x}", file.id, rand::random::<u64>());
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
     let stored = state
         .objects
-        .put_stream_exact(&attempt_key, Box::pin(stream), file.size)
+        .put_stream_exact(&attempt_key, encoding.decode_stream(body), file.size)
         .await?;
     record_attempt(&state, &file, &attempt_key, &stored).await?;
     metrics::counter!("filestore_upload_bytes_total").increment(stored.size);
@@ -393,21 +396,32 @@ pub async fn finalize(
         }
         file = adopt_direct_upload(&state, file).await?;
     }
+    Ok(Json(finalize_file(&state, file, size, &sha).await?))
+}
+
+/// Finalizes `file` (its content recorded) as `size` bytes with SHA-256 `sha` (hex): checks
+/// the stored object and moves the file on, announcing it in the same transaction.
+pub(crate) async fn finalize_file(
+    state: &AppState,
+    file: FileRecord,
+    size: u64,
+    sha: &str,
+) -> Result<FinalizeResponse, ApiError> {
     if file.status != FileStatus::Uploading {
         // A repeated finalize of the same content reports where the file is now.
-        return match check_upload(&file, size, &sha) {
-            Ok(()) => Ok(Json(FinalizeResponse {
+        return match check_upload(&file, size, sha) {
+            Ok(()) => Ok(FinalizeResponse {
                 file_id: file.id.to_string(),
                 status: file.status.to_string(),
-                rev: head_rev(&state, &file).await?,
-            })),
+                rev: head_rev(state, &file).await?,
+            }),
             Err(_) => Err(ApiError::conflict(
                 "already_finalized",
                 "this file was finalized with other content",
             )),
         };
     }
-    check_upload(&file, size, &sha)?;
+    check_upload(&file, size, sha)?;
     if state.objects.head(&file.raw_key).await? != Some(size) {
         return Err(ApiError::conflict(
             "upload_incomplete",
@@ -416,12 +430,12 @@ pub async fn finalize(
     }
     let announce = OutboxMessage {
         routing_key: routing::FILE_UPLOADED.into(),
-        payload: serde_json::to_vec(&FileMessage::new(file.id, owner))
+        payload: serde_json::to_vec(&FileMessage::new(file.id, file.owner.clone()))
             .map_err(ApiError::internal)?,
     };
     let status = state
         .store
-        .finalize_upload(&file.id, size, &sha, announce)
+        .finalize_upload(&file.id, size, sha, announce)
         .await
         .map_err(|e| match e {
             StoreError::UploadMismatch => ApiError::conflict(
@@ -433,11 +447,11 @@ pub async fn finalize(
     state.outbox_wake.notify_one();
     state.tree_wake.notify_waiters();
     metrics::counter!("filestore_files_finalized_total").increment(1);
-    Ok(Json(FinalizeResponse {
+    Ok(FinalizeResponse {
         file_id: file.id.to_string(),
         status: status.to_string(),
-        rev: head_rev(&state, &file).await?,
-    }))
+        rev: head_rev(state, &file).await?,
+    })
 }
 
 /// The revision `file` has as its path's head, if it still is the head.

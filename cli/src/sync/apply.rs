@@ -255,7 +255,7 @@ async fn single(
 enum Refusal {
     /// The path moved on since this client last agreed with it: a true conflict.
     Conflict,
-    /// The path is a folder there, or lies under a file.
+    /// The path is a folder there: a copy beside it goes through.
     Nesting,
     Other(String),
 }
@@ -263,7 +263,12 @@ enum Refusal {
 fn refusal(code: &str, detail: String) -> Refusal {
     match code {
         "rev_conflict" => Refusal::Conflict,
-        "path_is_folder" | "parent_is_file" => Refusal::Nesting,
+        "path_is_folder" => Refusal::Nesting,
+        // A copy would lie under the same file, and be refused again: the local file stays
+        // where it is, reported, until the user renames one of the two.
+        "parent_is_file" => Refusal::Other(format!(
+            "a file on the server has the name of one of its folders ({detail})"
+        )),
         _ => Refusal::Other(detail),
     }
 }
@@ -317,7 +322,11 @@ async fn upload_batch(
             }
         }
     }
-    let results: Vec<_> = futures::stream::iter(sends)
+    let (small, large): (Vec<_>, Vec<_>) = sends
+        .into_iter()
+        .partition(|(_, u, _, _)| u.local.size <= BUNDLE_FILE_MAX);
+    let mut results = send_bundled(s, small, report).await;
+    let singles: Vec<_> = futures::stream::iter(large)
         .map(|(i, u, id, location)| async move {
             let sent = async {
                 let (sha, bytes) = send(s, u, &id, &location).await?;
@@ -328,8 +337,9 @@ async fn upload_batch(
             (i, id, sent)
         })
         .buffer_unordered(s.opts.concurrency.max(1))
-        .collect()
+        .collect::<Vec<_>>()
         .await;
+    results.extend(singles);
     for (i, id, sent) in results {
         let u = &batch[i];
         match sent {
@@ -384,6 +394,102 @@ async fn upload_batch(
     Ok(aside)
 }
 
+/// What sending one registered file came to: its SHA-256, the revision it became (none when
+/// another client superseded it at once) and the bytes it cost on the wire.
+type Sent = Result<(String, Option<i64>, u64), SyncError>;
+
+/// Files up to this size travel in bundles, many to a request.
+const BUNDLE_FILE_MAX: u64 = 1024 * 1024;
+/// Content per bundle, well under the server's limit.
+const BUNDLE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Sends small registered files in bundles: one request stores and finalizes a whole group.
+/// The bytes on the wire go to `report` per bundle, not per file.
+async fn send_bundled(
+    s: &Syncer,
+    files: Vec<(usize, &Upload, String, String)>,
+    report: &mut Report,
+) -> Vec<(usize, String, Sent)> {
+    let mut results = Vec::new();
+    let mut groups: Vec<Vec<(usize, String, filestore_domain::bundle::BundleItem, Vec<u8>)>> =
+        vec![Vec::new()];
+    let mut group_bytes = 0;
+    for (i, u, id, _) in files {
+        let read = tokio::fs::read(s.abs(&u.path)).await;
+        let data = match read {
+            Ok(data) if data.len() as u64 == u.local.size => data,
+            Ok(_) => {
+                let changed = std::io::Error::other("the file changed while it was being sent");
+                results.push((i, id, Err(SyncError::Io(u.path.clone(), changed))));
+                continue;
+            }
+            Err(e) => {
+                results.push((i, id, Err(SyncError::Io(u.path.clone(), e))));
+                continue;
+            }
+        };
+        if group_bytes + u.local.size > BUNDLE_BYTES {
+            groups.push(Vec::new());
+            group_bytes = 0;
+        }
+        group_bytes += u.local.size;
+        let item = filestore_domain::bundle::BundleItem {
+            file_id: id.clone(),
+            size: u.local.size,
+            sha256: hex::encode(filestore_domain::keys::sha256(&data)),
+        };
+        if let Some(group) = groups.last_mut() {
+            group.push((i, id, item, data));
+        }
+    }
+    for group in groups.into_iter().filter(|g| !g.is_empty()) {
+        let index: Vec<(usize, String, String)> = group
+            .iter()
+            .map(|(i, id, item, _)| (*i, id.clone(), item.sha256.clone()))
+            .collect();
+        let body = group
+            .into_iter()
+            .map(|(_, _, item, data)| (item, data))
+            .collect();
+        match s.client.upload_bundle(body).await {
+            Ok((done, sent)) => {
+                report.bytes_sent += sent;
+                let mut done: BTreeMap<usize, _> = done.into_iter().map(|r| (r.index, r)).collect();
+                for (n, (i, id, sha)) in index.into_iter().enumerate() {
+                    let outcome = match done.remove(&n) {
+                        Some(r) => match r.error {
+                            None => Ok((sha, r.rev, 0)),
+                            Some(p) => Err(SyncError::Client(ClientError::Api {
+                                status: p.status,
+                                code: p.code,
+                                detail: p.detail,
+                            })),
+                        },
+                        None => Err(SyncError::Client(ClientError::Api {
+                            status: 0,
+                            code: "bundle_incomplete".into(),
+                            detail: "the server answered for fewer files than were sent".into(),
+                        })),
+                    };
+                    results.push((i, id, outcome));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for (i, id, _) in index {
+                    let failed = ClientError::Api {
+                        status: 0,
+                        code: "bundle_failed".into(),
+                        detail: why.clone(),
+                    };
+                    results.push((i, id, Err(SyncError::Client(failed))));
+                }
+            }
+        }
+    }
+    results
+}
+
 /// Whether a file is worth a delta transfer: big enough to span several chunks.
 async fn delta_worthy(s: &Syncer, size: u64) -> Option<filestore_domain::chunking::ChunkParams> {
     let params = s.chunk_params().await.ok()?;
@@ -399,14 +505,16 @@ async fn send(
     location: &str,
 ) -> Result<(String, u64), SyncError> {
     let path = s.abs(&u.path);
-    let Some(params) = delta_worthy(s, u.local.size).await else {
-        let sha = s
-            .client
-            .put_file(location, &path, u.local.size, |_| {})
-            .await?;
-        return Ok((sha, u.local.size));
-    };
     let io = |e: std::io::Error| SyncError::Io(u.path.clone(), e);
+    let Some(params) = delta_worthy(s, u.local.size).await else {
+        let data = tokio::fs::read(&path).await.map_err(io)?;
+        if data.len() as u64 != u.local.size {
+            return Err(io(std::io::Error::other(
+                "the file changed while it was being sent",
+            )));
+        }
+        return Ok(s.client.put_content_bytes(location, data).await?);
+    };
     let cut = {
         let path = path.clone();
         tokio::task::spawn_blocking(move || Pieces::of(&path, params))
@@ -435,9 +543,7 @@ async fn send(
                 let bytes = tokio::task::spawn_blocking(move || cut.read(&piece))
                     .await?
                     .map_err(|e| SyncError::Io(sha.clone(), e))?;
-                let n = bytes.len() as u64;
-                s.client.put_chunk(&sha, bytes).await?;
-                Ok(n)
+                Ok(s.client.put_chunk(&sha, bytes).await?)
             }
         })
         .buffer_unordered(4)

@@ -1,0 +1,117 @@
+//! `POST /v1/files/bundle`: the contents of many small registered files in one request, each
+//! stored, checked and finalized as if it had come through its own `PUT .../content` and
+//! `POST .../finalize`. A malformed bundle stores nothing; after that each file stands alone.
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use filestore_domain::bundle::{self, Part};
+use futures::StreamExt;
+
+use crate::auth::User;
+use crate::dto::{BundleResult, BundleResults, FinalizeResponse};
+use crate::encoding::BodyEncoding;
+use crate::error::ApiError;
+use crate::routes::owned_file;
+use crate::routes::upload::{finalize_file, record_attempt, taking_content};
+use crate::state::AppState;
+
+/// The most content one bundle may carry, decoded.
+pub const MAX_BUNDLE_BYTES: usize = 16 * 1024 * 1024;
+/// Files of one bundle stored at once.
+const PARALLEL: usize = 8;
+
+/// Upload and finalize several small files in one request (see `filestore_domain::bundle`
+/// for the layout; the body may be sent with `Content-Encoding: zstd`). One result per file.
+#[utoipa::path(post, path = "/v1/files/bundle",
+    request_body(content = Vec<u8>, content_type = "application/vnd.filestore.bundle"),
+    responses((status = 200, body = BundleResults), (status = 400, body = crate::error::Problem),
+              (status = 413, body = crate::error::Problem), (status = 415, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn upload_bundle(
+    State(state): State<AppState>,
+    User(owner): User,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<BundleResults>, ApiError> {
+    let encoding = BodyEncoding::of(&headers)?;
+    let (decoded, parts) = tokio::task::spawn_blocking(move || {
+        let decoded = encoding.decode(body, MAX_BUNDLE_BYTES)?;
+        let parts = bundle::decode(&decoded)
+            .map_err(|e| ApiError::bad_request("bad_bundle", e.to_string()))?;
+        Ok::<_, ApiError>((Bytes::from(decoded), parts))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    if parts.len() > state.config.max_batch {
+        return Err(ApiError::bad_request(
+            "invalid_batch",
+            format!(
+                "a bundle holds 1 to {} files, got {}",
+                state.config.max_batch,
+                parts.len()
+            ),
+        ));
+    }
+    let results = futures::stream::iter(parts.into_iter().enumerate())
+        .map(|(index, part)| {
+            let (state, owner, decoded) = (&state, &owner, &decoded);
+            async move {
+                let file_id = part.item.file_id.clone();
+                let outcome = store_and_finalize(state, owner, decoded, part).await;
+                let (status, rev, error) = match outcome {
+                    Ok(done) => (Some(done.status), done.rev, None),
+                    Err(e) => (None, None, Some(e.problem())),
+                };
+                BundleResult {
+                    index,
+                    file_id,
+                    status,
+                    rev,
+                    error,
+                }
+            }
+        })
+        .buffered(PARALLEL)
+        .collect()
+        .await;
+    Ok(Json(BundleResults { results }))
+}
+
+async fn store_and_finalize(
+    state: &AppState,
+    owner: &filestore_domain::OwnerId,
+    decoded: &Bytes,
+    part: Part,
+) -> Result<FinalizeResponse, ApiError> {
+    let file = taking_content(state, owner, &part.item.file_id).await?;
+    if part.item.size != file.size {
+        return Err(ApiError::bad_request(
+            "size_mismatch",
+            format!(
+                "the bundle holds {} bytes; {} were declared at registration",
+                part.item.size, file.size
+            ),
+        ));
+    }
+    let attempt_key = format!("raw/{}.{:016x}", file.id, rand::random::<u64>());
+    let bytes = decoded.slice(part.range);
+    let stream = futures::stream::iter([Ok::<_, std::io::Error>(bytes)]);
+    let stored = state
+        .objects
+        .put_stream_exact(&attempt_key, Box::pin(stream), file.size)
+        .await?;
+    if !stored.sha256_hex.eq_ignore_ascii_case(&part.item.sha256) {
+        state.objects.delete(&attempt_key).await?;
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "checksum_mismatch",
+            "the bytes do not match the SHA-256 the bundle names",
+        ));
+    }
+    record_attempt(state, &file, &attempt_key, &stored).await?;
+    metrics::counter!("filestore_upload_bytes_total").increment(stored.size);
+    // Recording the attempt moved the file's raw key; finalize checks the object it names.
+    let file = owned_file(state, owner, &part.item.file_id).await?;
+    finalize_file(state, file, stored.size, &stored.sha256_hex).await
+}
