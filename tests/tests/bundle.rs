@@ -151,6 +151,15 @@ async fn one_bad_file_in_a_bundle_fails_alone() {
     );
 }
 
+/// What is wrong, the body, its Content-Encoding, and the status and code it must get.
+type BadBundle = (
+    &'static str,
+    Vec<u8>,
+    Option<&'static str>,
+    StatusCode,
+    &'static str,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_bundle_stores_nothing() {
     let svc = Service::start().await;
@@ -160,7 +169,7 @@ async fn a_malformed_bundle_stores_nothing() {
     let good = bundle_of(&ids, &files);
     let mut padded = good.clone();
     padded.extend_from_slice(b"extra");
-    let cases: Vec<(&str, Vec<u8>, Option<&str>, StatusCode, &str)> = vec![
+    let cases: Vec<BadBundle> = vec![
         (
             "padded",
             padded,

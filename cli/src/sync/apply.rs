@@ -403,6 +403,15 @@ const BUNDLE_FILE_MAX: u64 = 1024 * 1024;
 /// Content per bundle, well under the server's limit.
 const BUNDLE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// One small file on its way into a bundle.
+struct Bundled {
+    /// Its place in the registration batch.
+    index: usize,
+    file_id: String,
+    item: filestore_domain::bundle::BundleItem,
+    data: Vec<u8>,
+}
+
 /// Sends small registered files in bundles: one request stores and finalizes a whole group.
 /// The bytes on the wire go to `report` per bundle, not per file.
 async fn send_bundled(
@@ -411,8 +420,7 @@ async fn send_bundled(
     report: &mut Report,
 ) -> Vec<(usize, String, Sent)> {
     let mut results = Vec::new();
-    let mut groups: Vec<Vec<(usize, String, filestore_domain::bundle::BundleItem, Vec<u8>)>> =
-        vec![Vec::new()];
+    let mut groups: Vec<Vec<Bundled>> = vec![Vec::new()];
     let mut group_bytes = 0;
     for (i, u, id, _) in files {
         let read = tokio::fs::read(s.abs(&u.path)).await;
@@ -439,18 +447,20 @@ async fn send_bundled(
             sha256: hex::encode(filestore_domain::keys::sha256(&data)),
         };
         if let Some(group) = groups.last_mut() {
-            group.push((i, id, item, data));
+            group.push(Bundled {
+                index: i,
+                file_id: id,
+                item,
+                data,
+            });
         }
     }
     for group in groups.into_iter().filter(|g| !g.is_empty()) {
         let index: Vec<(usize, String, String)> = group
             .iter()
-            .map(|(i, id, item, _)| (*i, id.clone(), item.sha256.clone()))
+            .map(|b| (b.index, b.file_id.clone(), b.item.sha256.clone()))
             .collect();
-        let body = group
-            .into_iter()
-            .map(|(_, _, item, data)| (item, data))
-            .collect();
+        let body = group.into_iter().map(|b| (b.item, b.data)).collect();
         match s.client.upload_bundle(body).await {
             Ok((done, sent)) => {
                 report.bytes_sent += sent;
