@@ -13,7 +13,7 @@ use crate::dto::{BundleResult, BundleResults, FinalizeResponse};
 use crate::encoding::BodyEncoding;
 use crate::error::ApiError;
 use crate::routes::owned_file;
-use crate::routes::upload::{finalize_file, record_attempt, taking_content};
+use crate::routes::upload::{attempt_key, finalize_file, record_attempt, taking_content};
 use crate::state::AppState;
 
 /// The most content one bundle may carry, decoded.
@@ -94,7 +94,7 @@ async fn store_and_finalize(
             ),
         ));
     }
-    let attempt_key = format!("raw/{}.{:016x}", file.id, rand::random::<u64>());
+    let attempt_key = attempt_key(&file);
     let bytes = decoded.slice(part.range);
     let stream = futures::stream::iter([Ok::<_, std::io::Error>(bytes)]);
     let stored = state

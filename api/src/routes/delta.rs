@@ -19,7 +19,7 @@ use crate::dto::UploadReceipt;
 use crate::encoding::BodyEncoding;
 use crate::error::ApiError;
 use crate::routes::download::open_chunk;
-use crate::routes::upload::{record_attempt, taking_content};
+use crate::routes::upload::{attempt_key, record_attempt, taking_content};
 use crate::routes::{ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::validate;
@@ -247,7 +247,7 @@ pub async fn assemble(
         });
         offset += u64::from(c.length);
     }
-    let attempt_key = format!("raw/{}.{:016x}", file.id, rand::random::<u64>());
+    let attempt_key = attempt_key(&file);
     let source = state.clone();
     let body = futures::stream::iter(entries)
         .map(move |entry| open_chunk(source.clone(), tenant.clone(), entry))

@@ -264,9 +264,7 @@ pub async fn put_content(
 ) -> Result<Json<UploadReceipt>, ApiError> {
     let encoding = BodyEncoding::of(&headers)?;
     let file = taking_content(&state, &owner, &id).await?;
-    // Each attempt gets its own object, so a slow concurrent PUT can never overwrite bytes
-    // that another attempt recorded (and finalize verified).
-    let attempt_key = format!("raw/{}.{:016x}", file.id, rand::random::<u64>());
+    let attempt_key = attempt_key(&file);
     let stored = state
         .objects
         .put_stream_exact(&attempt_key, encoding.decode_stream(body), file.size)
@@ -278,6 +276,13 @@ pub async fn put_content(
         size: stored.size,
         sha256: stored.sha256_hex,
     }))
+}
+
+/// A fresh object key for one upload attempt of `file`. Each attempt gets its own object, so
+/// a slow concurrent PUT can never overwrite bytes that another attempt recorded (and
+/// finalize verified).
+pub(crate) fn attempt_key(file: &FileRecord) -> String {
+    format!("raw/{}.{:016x}", file.id, rand::random::<u64>())
 }
 
 /// The caller's file, if it still takes content (it is `uploading`).
