@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use tokio::fs;
 use tokio::io::AsyncWriteExt;
 
-use crate::objects::{ByteStream, ObjectError, ObjectReader, ObjectStore, PutOutcome};
+use crate::objects::{ByteStream, ObjectError, ObjectReader, ObjectStore, PutOutcome, Tally};
 
 #[derive(Debug, Clone)]
 pub struct LocalDirStore {
@@ -109,25 +108,16 @@ impl LocalDirStore {
         // Request bodies arrive in small frames; a large buffer keeps writes few and big.
         let mut file =
             tokio::io::BufWriter::with_capacity(1 << 20, fs::File::create(tmp.path()).await?);
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
+        let mut tally = Tally::new(limit);
         let mut body = body;
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(ObjectError::Source)?;
-            size += piece.len() as u64;
-            if size > limit {
-                return Err(ObjectError::TooLarge { limit });
-            }
-            hasher.update(&piece);
+            tally.add(&piece)?;
             file.write_all(&piece).await?;
         }
         file.flush().await?;
         file.get_mut().sync_all().await?;
-        let outcome = PutOutcome {
-            size,
-            sha256_hex: hex::encode(hasher.finalize()),
-        };
-        Ok((tmp, outcome))
+        Ok((tmp, tally.outcome()))
     }
 }
 
@@ -267,6 +257,7 @@ impl ObjectStore for LocalDirStore {
 mod tests {
     use super::*;
     use futures::stream;
+    use sha2::{Digest, Sha256};
 
     fn body(parts: Vec<&'static [u8]>) -> ByteStream {
         Box::pin(stream::iter(

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncRead;
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -42,6 +43,51 @@ pub struct PresignedMultipart {
 pub struct PutOutcome {
     pub size: u64,
     pub sha256_hex: String,
+    /// CRC-64/NVME of the bytes (S3's full-object checksum): cheap enough for a client to
+    /// compute while sending, so it can prove the transfer without a second SHA-256 pass.
+    pub crc64nvme: u64,
+}
+
+/// What a streamed body has amounted to so far: its size, bounded by `limit`, and its digests.
+pub struct Tally {
+    sha256: Sha256,
+    crc: crc_fast::Digest,
+    size: u64,
+    limit: u64,
+}
+
+impl Tally {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            sha256: Sha256::new(),
+            crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme),
+            size: 0,
+            limit,
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Counts and hashes `data`; refuses it when the body grows past the limit.
+    pub fn add(&mut self, data: &[u8]) -> Result<(), ObjectError> {
+        self.size += data.len() as u64;
+        if self.size > self.limit {
+            return Err(ObjectError::TooLarge { limit: self.limit });
+        }
+        self.sha256.update(data);
+        self.crc.update(data);
+        Ok(())
+    }
+
+    pub fn outcome(self) -> PutOutcome {
+        PutOutcome {
+            size: self.size,
+            sha256_hex: hex::encode(self.sha256.finalize()),
+            crc64nvme: self.crc.finalize(),
+        }
+    }
 }
 
 #[async_trait]
@@ -143,4 +189,34 @@ pub async fn put_exact_in_parts<S: ObjectStore + ?Sized>(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_gives_the_standard_check_values() {
+        let mut tally = Tally::new(9);
+        tally.add(b"1234").unwrap();
+        tally.add(b"56789").unwrap();
+        let out = tally.outcome();
+        assert_eq!(out.size, 9);
+        // The catalogued check values of SHA-256 and CRC-64/NVME for "123456789".
+        assert_eq!(
+            out.sha256_hex,
+            "15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225"
+        );
+        assert_eq!(out.crc64nvme, 0xae8b_1486_0a79_9888);
+    }
+
+    #[test]
+    fn a_tally_refuses_a_byte_past_its_limit() {
+        let mut tally = Tally::new(3);
+        tally.add(b"abc").unwrap();
+        assert!(matches!(
+            tally.add(b"d"),
+            Err(ObjectError::TooLarge { limit: 3 })
+        ));
+    }
 }

@@ -19,10 +19,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncry
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use sha2::{Digest, Sha256};
 
 use crate::objects::{
-    ByteStream, ObjectError, ObjectReader, ObjectStore, PresignedMultipart, PutOutcome,
+    ByteStream, ObjectError, ObjectReader, ObjectStore, PresignedMultipart, PutOutcome, Tally,
     put_exact_in_parts,
 };
 
@@ -149,31 +148,6 @@ impl http_body::Body for ChannelBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         http_body::SizeHint::with_exact(self.size)
-    }
-}
-
-/// What a streamed body has amounted to so far.
-struct Tally {
-    hasher: Sha256,
-    size: u64,
-    limit: u64,
-}
-
-impl Tally {
-    fn add(&mut self, data: &[u8]) -> Result<(), ObjectError> {
-        self.size += data.len() as u64;
-        if self.size > self.limit {
-            return Err(ObjectError::TooLarge { limit: self.limit });
-        }
-        self.hasher.update(data);
-        Ok(())
-    }
-
-    fn outcome(self) -> PutOutcome {
-        PutOutcome {
-            size: self.size,
-            sha256_hex: hex::encode(self.hasher.finalize()),
-        }
     }
 }
 
@@ -375,11 +349,7 @@ impl ObjectStore for S3Store {
         mut body: ByteStream,
         limit: u64,
     ) -> Result<PutOutcome, ObjectError> {
-        let mut tally = Tally {
-            hasher: Sha256::new(),
-            size: 0,
-            limit,
-        };
+        let mut tally = Tally::new(limit);
         let mut buf = BytesMut::with_capacity(self.opts.part_size.min(1 << 20));
         // Small bodies go up in one PUT; a body that fills a part becomes a multipart upload.
         while buf.len() < self.opts.part_size {
@@ -430,11 +400,7 @@ impl ObjectStore for S3Store {
         // One streaming PUT of a known length: no part assembly, memory bounded by the channel.
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let feeder = tokio::spawn(async move {
-            let mut tally = Tally {
-                hasher: Sha256::new(),
-                size: 0,
-                limit: size,
-            };
+            let mut tally = Tally::new(size);
             let failure = loop {
                 match body.next().await {
                     Some(Ok(data)) => {
@@ -447,10 +413,10 @@ impl ObjectStore for S3Store {
                         }
                     }
                     Some(Err(e)) => break Some(ObjectError::Source(e)),
-                    None if tally.size < size => {
+                    None if tally.size() < size => {
                         break Some(ObjectError::SizeMismatch {
                             expected: size,
-                            got: tally.size,
+                            got: tally.size(),
                         });
                     }
                     None => break None,

@@ -125,6 +125,20 @@ pub struct UploadReceipt {
     pub file_id: String,
     pub size: u64,
     pub sha256: String,
+    /// CRC-64/NVME of the stored bytes, 16 hex digits: lets a client check the transfer with a
+    /// checksum it can compute while sending, far cheaper than a second SHA-256.
+    pub crc64nvme: String,
+}
+
+impl UploadReceipt {
+    pub fn new(file_id: &impl std::fmt::Display, stored: &filestore_adapters::PutOutcome) -> Self {
+        Self {
+            file_id: file_id.to_string(),
+            size: stored.size,
+            sha256: stored.sha256_hex.clone(),
+            crc64nvme: format!("{:016x}", stored.crc64nvme),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]

@@ -28,6 +28,9 @@ pub enum IntegrityError {
     File(String),
 }
 
+/// Bytes written to a download between two background flushes to disk.
+const FLUSH_EVERY: usize = 64 << 20;
+
 /// Where downloaded content goes.
 pub enum Target {
     Stdout,
@@ -177,15 +180,38 @@ pub async fn fetch_to_temp(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(ChunkLink, Vec<u8>)>(parallelism.max(1));
     let writer_progress = progress.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        let mut hasher = Sha256::new();
-        while let Some((link, plain)) = rx.blocking_recv() {
-            hasher.update(&plain);
-            file.write_all_at(&plain, link.offset)?;
-            writer_progress.inc(plain.len() as u64);
-        }
-        file.set_len(size)?;
-        file.sync_all()?;
-        anyhow::Ok(hex::encode(hasher.finalize()))
+        let flushed = file.try_clone()?;
+        std::thread::scope(|scope| {
+            // Written data goes to disk while later chunks arrive, so the sync that makes the
+            // file durable at the end has little left to wait for.
+            let (kick, kicked) = std::sync::mpsc::sync_channel::<()>(1);
+            let flusher = scope.spawn(move || {
+                while kicked.recv().is_ok() {
+                    flushed.sync_data()?;
+                }
+                std::io::Result::Ok(())
+            });
+            let mut hasher = Sha256::new();
+            let mut unflushed = 0usize;
+            while let Some((link, plain)) = rx.blocking_recv() {
+                hasher.update(&plain);
+                file.write_all_at(&plain, link.offset)?;
+                writer_progress.inc(plain.len() as u64);
+                unflushed += plain.len();
+                if unflushed >= FLUSH_EVERY {
+                    // A flush already pending covers these bytes too.
+                    let _ = kick.try_send(());
+                    unflushed = 0;
+                }
+            }
+            drop(kick);
+            flusher
+                .join()
+                .map_err(|_| anyhow::anyhow!("the download's flusher panicked"))??;
+            file.set_len(size)?;
+            file.sync_all()?;
+            anyhow::Ok(hex::encode(hasher.finalize()))
+        })
     });
     let name = d.path.clone();
     let local = reuse.map(Pieces::by_sha).unwrap_or_default();

@@ -129,8 +129,8 @@ pub async fn upload(
                 let bar = bar.clone();
                 async move {
                     let tick = bar.clone();
-                    // One read: the file is hashed as it streams, and finalize proves the
-                    // server stored exactly those bytes.
+                    // One read: the transfer is proven by its CRC, and finalize names the
+                    // SHA-256 the server computed of those bytes.
                     let sha = client
                         .put_file(&location, &file.local, file.size, move |n| tick.inc(n))
                         .await

@@ -257,9 +257,5 @@ pub async fn assemble(
         .put_stream_exact(&attempt_key, Box::pin(body), file.size)
         .await?;
     record_attempt(&state, &file, &attempt_key, &stored).await?;
-    Ok(Json(UploadReceipt {
-        file_id: file.id.to_string(),
-        size: stored.size,
-        sha256: stored.sha256_hex,
-    }))
+    Ok(Json(UploadReceipt::new(&file.id, &stored)))
 }

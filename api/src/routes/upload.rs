@@ -271,11 +271,7 @@ pub async fn put_content(
         .await?;
     record_attempt(&state, &file, &attempt_key, &stored).await?;
     metrics::counter!("filestore_upload_bytes_total").increment(stored.size);
-    Ok(Json(UploadReceipt {
-        file_id: file.id.to_string(),
-        size: stored.size,
-        sha256: stored.sha256_hex,
-    }))
+    Ok(Json(UploadReceipt::new(&file.id, &stored)))
 }
 
 /// A fresh object key for one upload attempt of `file`. Each attempt gets its own object, so
