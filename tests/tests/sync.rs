@@ -2,7 +2,7 @@
 //! server. Scenarios first, then the randomized test: devices doing random creates, edits,
 //! renames and deletes and syncing in random order, after which every folder equals the
 //! server's tree and nothing any device held at a sync is lost.
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,6 +21,24 @@ fn write(d: &Device, rel: &str, bytes: &[u8]) {
 
 fn read(d: &Device, rel: &str) -> Vec<u8> {
     std::fs::read(d.path(rel)).unwrap_or_default()
+}
+
+/// Whether a file can go at `rel`, as a user would put it there: an empty folder in the way is
+/// removed first; a folder with files in it, or a file where one of its folders would be, stops it.
+fn make_room(d: &Device, rel: &str) -> bool {
+    let path = d.path(rel);
+    let _ = std::fs::remove_dir(&path);
+    !path.is_dir()
+        && std::path::Path::new(rel)
+            .ancestors()
+            .skip(1)
+            .all(|folder| !d.dir.path().join(folder).is_file())
+}
+
+/// The paths of `files` that are conflicted copies of `path` (in its folder).
+fn copies_of<'a>(files: &'a BTreeMap<String, String>, path: &str) -> Vec<&'a String> {
+    let prefix = format!("{path} (conflicted copy ");
+    files.keys().filter(|p| p.starts_with(&prefix)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,9 +150,110 @@ async fn ignored_files_stay_local_and_an_edit_beats_a_delete() {
     assert_eq!(read(&b, "keep.txt"), b"v2, edited offline");
 }
 
-/// Small names, so devices collide on the same paths often.
+/// A file on one device and a folder of the same name on another, whichever syncs first: both
+/// are kept everywhere, the folder under the name and the file as a conflicted copy beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_and_a_folder_of_one_name_keep_both() {
+    let svc = Service::start().await;
+    for file_first in [true, false] {
+        let t = svc.token(&format!("alice{file_first}"));
+        let laptop = Device::open(&svc, &t, "laptop").await;
+        let phone = Device::open(&svc, &t, "phone").await;
+        write(&laptop, "d1", b"a file named d1");
+        write(&phone, "d1/a.txt", b"a file in the folder d1");
+        let (first, second) = if file_first {
+            (&laptop, &phone)
+        } else {
+            (&phone, &laptop)
+        };
+        first.settle().await;
+        let resolved = second.settle().await;
+        assert!(resolved.failed.is_empty(), "{resolved:?}");
+        assert_eq!(resolved.conflicts, 1, "{resolved:?}");
+        first.settle().await;
+        second.settle().await;
+
+        let files = laptop.files();
+        assert_eq!(files, phone.files(), "file first: {file_first}");
+        assert_eq!(files, server_files(&svc, &t).await);
+        assert_eq!(files["d1/a.txt"], sha256_hex(b"a file in the folder d1"));
+        let copies = copies_of(&files, "d1");
+        assert_eq!(copies.len(), 1, "{files:?}");
+        assert_eq!(files[copies[0]], sha256_hex(b"a file named d1"));
+        assert_eq!(files.len(), 2, "{files:?}");
+    }
+}
+
+/// The folder `d1` emptied on one device (the folder itself left behind) while another makes
+/// `d1` a file; then that file moved into a folder of its own name: each arrives as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_takes_the_name_of_a_folder_that_was_emptied() {
+    let svc = Service::start().await;
+    let t = svc.token("alice");
+    let laptop = Device::open(&svc, &t, "laptop").await;
+    let phone = Device::open(&svc, &t, "phone").await;
+    write(&laptop, "d1/a.txt", b"in the folder");
+    laptop.settle().await;
+    phone.settle().await;
+
+    // The phone's user deletes the file; the empty folder stays on the phone.
+    std::fs::remove_file(phone.path("d1/a.txt")).unwrap();
+    phone.settle().await;
+    laptop.settle().await;
+    assert!(phone.path("d1").is_dir());
+    write(&laptop, "d1", b"now a file");
+    laptop.settle().await;
+    let down = phone.settle().await;
+    assert!(down.failed.is_empty(), "{down:?}");
+    assert_eq!(read(&phone, "d1"), b"now a file");
+
+    // Back to a folder: the file moves into a folder of its own name.
+    std::fs::rename(laptop.path("d1"), laptop.path("moving")).unwrap();
+    std::fs::create_dir(laptop.path("d1")).unwrap();
+    std::fs::rename(laptop.path("moving"), laptop.path("d1/a.txt")).unwrap();
+    let up = laptop.settle().await;
+    assert!(up.failed.is_empty(), "{up:?}");
+    let down = phone.settle().await;
+    assert!(down.failed.is_empty(), "{down:?}");
+    assert_eq!(read(&phone, "d1/a.txt"), b"now a file");
+    assert_eq!(laptop.files(), phone.files());
+    assert_eq!(phone.files(), server_files(&svc, &t).await);
+}
+
+/// One device edits `d1/a.txt` while the other moves it out to the name `d1` (the server then
+/// refuses the edit, `parent_is_file`): the folder keeps the name, the moved file goes aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_inside_a_folder_beats_a_file_that_took_its_name() {
+    let svc = Service::start().await;
+    let t = svc.token("alice");
+    let laptop = Device::open(&svc, &t, "laptop").await;
+    let phone = Device::open(&svc, &t, "phone").await;
+    write(&laptop, "d1/a.txt", b"v1");
+    laptop.settle().await;
+    phone.settle().await;
+
+    std::fs::rename(laptop.path("d1/a.txt"), laptop.path("moving")).unwrap();
+    std::fs::remove_dir(laptop.path("d1")).unwrap();
+    std::fs::rename(laptop.path("moving"), laptop.path("d1")).unwrap();
+    write(&phone, "d1/a.txt", b"v2, edited meanwhile");
+    laptop.settle().await;
+    let resolved = phone.settle().await;
+    assert!(resolved.failed.is_empty(), "{resolved:?}");
+    laptop.settle().await;
+
+    let files = phone.files();
+    assert_eq!(files, laptop.files());
+    assert_eq!(files, server_files(&svc, &t).await);
+    assert_eq!(files["d1/a.txt"], sha256_hex(b"v2, edited meanwhile"));
+    let copies = copies_of(&files, "d1");
+    assert_eq!(copies.len(), 1, "{files:?}");
+    assert_eq!(files[copies[0]], sha256_hex(b"v1"));
+}
+
+/// Small names, so devices collide on the same paths often; `d1` is also a folder's name, so a
+/// file and a folder collide too.
 const FOLDERS: [&str; 3] = ["", "d1/", "d2/"];
-const NAMES: [&str; 4] = ["a.txt", "b.txt", "c.md", "d"];
+const NAMES: [&str; 5] = ["a.txt", "b.txt", "c.md", "d", "d1"];
 
 fn random_path(rng: &mut StdRng) -> String {
     format!(
@@ -169,7 +288,7 @@ async fn run_seed(svc: &Service, seed: u64) -> Result<(), String> {
                     "seed {seed} step {step} {}",
                     "x".repeat(rng.gen_range(0..64))
                 );
-                if !present.contains(&p) {
+                if !present.contains(&p) && make_room(d, &p) {
                     write(d, &p, body.as_bytes());
                     log.push(format!("{name}: create {p}"));
                 }
@@ -182,7 +301,7 @@ async fn run_seed(svc: &Service, seed: u64) -> Result<(), String> {
             5 if !present.is_empty() => {
                 let from = &present[rng.gen_range(0..present.len())];
                 let to = random_path(&mut rng);
-                if !present.contains(&to) {
+                if !present.contains(&to) && make_room(d, &to) {
                     std::fs::create_dir_all(d.path(&to).parent().unwrap()).unwrap();
                     std::fs::rename(d.path(from), d.path(&to)).unwrap();
                     log.push(format!("{name}: rename {from} -> {to}"));

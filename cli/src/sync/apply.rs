@@ -3,7 +3,7 @@
 //! state database as soon as it completes. A step that fails is reported and left for the next
 //! pass, which plans it afresh.
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use filestore_domain::tree::conflicted_copy;
@@ -111,6 +111,26 @@ impl Syncer {
         }
     }
 
+    /// Removes the folder at `rel` if no file is left in it (at any depth), so a file can take
+    /// its place: the scan sees files, not folders, and the user may have emptied this one.
+    fn clear_empty_folder(&self, rel: &str) {
+        fn remove(dir: &Path) -> std::io::Result<()> {
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                if !entry.file_type()?.is_dir() {
+                    return Err(std::io::Error::other("a file is left in the folder"));
+                }
+                remove(&entry.path())?;
+            }
+            std::fs::remove_dir(dir)
+        }
+        let abs = self.abs(rel);
+        if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
+            // Not empty: the step that needs the path finds it taken and says so.
+            let _ = remove(&abs);
+        }
+    }
+
     fn rename(&self, from: &str, to: &str) -> Result<(), std::io::Error> {
         let dest = self.abs(to);
         if let Some(parent) = dest.parent() {
@@ -172,6 +192,21 @@ pub async fn run(
                 });
                 downloads.push((path, remote, None));
             }
+            Action::SetAsideLocal { path, copy } => {
+                let Some(mine) = local.get(&path) else {
+                    continue;
+                };
+                if !s.still(&path, Some(mine)) || s.rename(&path, &copy).is_err() {
+                    report.failed.push(format!("keeping {path} as {copy}"));
+                    continue;
+                }
+                report.conflicts += 1;
+                uploads.push(Upload {
+                    path: copy,
+                    parent_rev: 0,
+                    local: mine.clone(),
+                });
+            }
             other => single(s, other, local, base, report).await?,
         }
     }
@@ -232,7 +267,23 @@ async fn single(
             }
             Err(e) => report.failed.push(format!("moving {from} to {to}: {e}")),
         },
+        Action::SetAsideRemote {
+            path,
+            copy,
+            parent_rev,
+        } => match s.client.move_path(&path, &copy, Some(parent_rev)).await {
+            // The next pass fetches it under its new name.
+            Ok(_) => {
+                s.state.forget(&path).await?;
+                report.conflicts += 1;
+            }
+            // Changed on the server meanwhile: the next pass decides again.
+            Err(e) => report
+                .failed
+                .push(format!("moving {path} aside to {copy}: {e}")),
+        },
         Action::MoveLocal { from, to, remote } => {
+            s.clear_empty_folder(&to);
             let moved = s.still(&from, local.get(&from))
                 && s.still(&to, None)
                 && s.rename(&from, &to).is_ok();
@@ -246,7 +297,10 @@ async fn single(
                 report.failed.push(format!("moving {from} to {to}"));
             }
         }
-        Action::Upload { .. } | Action::Download { .. } | Action::Conflict { .. } => {}
+        Action::Upload { .. }
+        | Action::Download { .. }
+        | Action::Conflict { .. }
+        | Action::SetAsideLocal { .. } => {}
     }
     Ok(())
 }
@@ -264,8 +318,9 @@ fn refusal(code: &str, detail: String) -> Refusal {
     match code {
         "rev_conflict" => Refusal::Conflict,
         "path_is_folder" => Refusal::Nesting,
-        // A copy would lie under the same file, and be refused again: the local file stays
-        // where it is, reported, until the user renames one of the two.
+        // A file on the server has the name of one of its folders (it came after this pass
+        // read the feed). The folder keeps the name: the local file stays where it is (a copy
+        // beside it would be refused again), and the next pass moves the server's file aside.
         "parent_is_file" => Refusal::Other(format!(
             "a file on the server has the name of one of its folders ({detail})"
         )),
@@ -639,7 +694,11 @@ async fn download_all(
                 }
             };
             // The local file must still be what the plan saw, or the user's edit would be
-            // overwritten: then the next pass sees a conflict instead.
+            // overwritten: then the next pass sees a conflict instead. A folder emptied of its
+            // files is no edit: it makes way.
+            if seen.is_none() {
+                s.clear_empty_folder(path);
+            }
             if !s.still(path, seen.as_ref()) {
                 report
                     .failed

@@ -4,8 +4,13 @@
 //! A side "changed" when it differs from the last agreement. Only one side changed: its change
 //! goes to the other. Both changed to the same content: they agree already. Both changed to
 //! different content: a true conflict, and the local side is kept as a conflicted copy next to
-//! the server's, so nothing is lost. A delete never beats an edit: the edit comes back.
+//! the server's, so nothing is lost. A delete never beats an edit: the edit comes back. A file
+//! and a folder of the same name (`d1` on one side, `d1/a.txt` on the other) keep both: the
+//! folder keeps the name and the file becomes a conflicted copy beside it, on whichever side
+//! holds it, so every device decides alike.
 use std::collections::{BTreeMap, BTreeSet};
+
+use filestore_domain::tree::{ancestors, is_inside};
 
 /// A file in the local folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +79,16 @@ pub enum Action {
         copy: String,
         remote: Remote,
     },
+    /// The local file has the name of a folder on the server: it moves to `copy` and is
+    /// uploaded as a new file there; the folder's files then come down.
+    SetAsideLocal { path: String, copy: String },
+    /// The server's file has the name of a local folder: move it to `copy` there, if it is
+    /// still at `parent_rev` (the next pass fetches it); the folder's files then go up.
+    SetAsideRemote {
+        path: String,
+        copy: String,
+        parent_rev: i64,
+    },
     /// Both sides hold the same content: remember that they agree.
     Agree { path: String, remote: Remote },
     /// Neither side has it any more.
@@ -88,12 +103,28 @@ impl Action {
     fn phase(&self) -> u8 {
         match self {
             Self::Agree { .. } | Self::Forget { .. } | Self::Wait { .. } => 0,
-            Self::DeleteLocal { .. } | Self::DeleteRemote { .. } => 1,
+            // A file moved aside frees its name for the folder's files.
+            Self::DeleteLocal { .. }
+            | Self::DeleteRemote { .. }
+            | Self::SetAsideLocal { .. }
+            | Self::SetAsideRemote { .. } => 1,
             Self::MoveLocal { .. } | Self::MoveRemote { .. } => 2,
             Self::Conflict { .. } => 3,
             Self::Upload { .. } => 4,
             Self::Download { .. } => 5,
         }
+    }
+
+    /// Whether, once this step is done, both sides hold a file at its path.
+    fn keeps_file(&self) -> bool {
+        matches!(
+            self,
+            Self::Upload { .. }
+                | Self::Download { .. }
+                | Self::Wait { .. }
+                | Self::Agree { .. }
+                | Self::Conflict { .. }
+        )
     }
 }
 
@@ -120,11 +151,13 @@ pub fn plan(trees: &Trees<'_>, copy_name: &CopyNamer<'_>) -> Vec<Action> {
         .collect();
     let mut actions = Vec::new();
     let mut copies: BTreeSet<String> = BTreeSet::new();
-    for path in paths {
-        let (l, r, b) = (local.get(path), remote.get(path), base.get(path));
+    // The paths that hold a file on both sides once the plan is carried out.
+    let mut kept: BTreeSet<&str> = BTreeSet::new();
+    for key in paths {
+        let (l, r, b) = (local.get(key), remote.get(key), base.get(key));
         let local_changed = l.map(|l| &l.sha256) != b.map(|b| &b.sha256);
         let remote_changed = r.map(|r| r.rev) != b.map(|b| b.rev);
-        let path = path.clone();
+        let path = key.clone();
         let action = match (local_changed, remote_changed) {
             (false, false) => None,
             (true, false) => Some(match l {
@@ -159,28 +192,98 @@ pub fn plan(trees: &Trees<'_>, copy_name: &CopyNamer<'_>) -> Vec<Action> {
                 }),
                 // The folder's delete against the server's edit: the edit comes down.
                 (None, Some(r)) => Some(fetch(path, r)),
-                (Some(_), Some(r)) => {
-                    let taken = |name: &str| {
-                        local.contains_key(name)
-                            || remote.contains_key(name)
-                            || base.contains_key(name)
-                            || copies.contains(name)
-                    };
-                    let copy = copy_name(&path, &taken);
-                    copies.insert(copy.clone());
-                    Some(Action::Conflict {
-                        path,
-                        copy,
-                        remote: r.clone(),
-                    })
-                }
+                (Some(_), Some(r)) => Some(Action::Conflict {
+                    copy: name_copy(&path, trees, &mut copies, copy_name),
+                    path,
+                    remote: r.clone(),
+                }),
             },
         };
+        if action.as_ref().map_or(l.is_some(), Action::keeps_file) {
+            kept.insert(key.as_str());
+        }
         actions.extend(action);
     }
+    let actions = set_aside_files_named_like_folders(actions, &kept, trees, &mut copies, copy_name);
     let mut actions = pair_renames(actions, trees);
     actions.sort_by_key(Action::phase);
     actions
+}
+
+/// A name for a conflicted copy of `path` that no side uses and no other step takes.
+fn name_copy(
+    path: &str,
+    trees: &Trees<'_>,
+    copies: &mut BTreeSet<String>,
+    copy_name: &CopyNamer<'_>,
+) -> String {
+    let copy = {
+        let taken = |name: &str| {
+            trees.local.contains_key(name)
+                || trees.remote.contains_key(name)
+                || trees.base.contains_key(name)
+                || copies.contains(name)
+        };
+        copy_name(path, &taken)
+    };
+    copies.insert(copy.clone());
+    copy
+}
+
+/// A file that would end up where a folder ends up too (`d1`, and `d1/a.txt` beside it) cannot
+/// be: the folder keeps the name and the file moves aside to a conflicted copy, on the side
+/// that holds it. Each side's tree nests properly, so the file is on one side (a new or edited
+/// local file to upload, or the server's head to fetch) and the folder on the other.
+fn set_aside_files_named_like_folders(
+    actions: Vec<Action>,
+    kept: &BTreeSet<&str>,
+    trees: &Trees<'_>,
+    copies: &mut BTreeSet<String>,
+    copy_name: &CopyNamer<'_>,
+) -> Vec<Action> {
+    let files_on_folders: BTreeSet<&str> = kept
+        .iter()
+        .copied()
+        .flat_map(ancestors)
+        .filter(|folder| kept.contains(folder))
+        .collect();
+    if files_on_folders.is_empty() {
+        return actions;
+    }
+    let mut out = Vec::with_capacity(actions.len());
+    for a in actions {
+        let aside = match &a {
+            Action::Upload { path, .. } | Action::Download { path, .. } | Action::Wait { path }
+                if files_on_folders.contains(path.as_str()) =>
+            {
+                Some(path.clone())
+            }
+            _ => None,
+        };
+        let Some(aside) = aside else {
+            out.push(a);
+            continue;
+        };
+        let copy = name_copy(&aside, trees, copies, copy_name);
+        out.push(match trees.remote.get(&aside) {
+            // The server's file (to fetch, or still processing): it moves aside there.
+            Some(r) if !matches!(a, Action::Upload { .. }) => Action::SetAsideRemote {
+                path: aside,
+                copy,
+                parent_rev: r.rev,
+            },
+            // The folder's own new or edited file: it moves aside here.
+            _ => Action::SetAsideLocal { path: aside, copy },
+        });
+    }
+    out
+}
+
+/// Whether one path is inside the other: no rename between them can be made in one step (the
+/// server refuses to move a file into a folder of its own name; locally the folder still holds
+/// the file that leaves it).
+fn nested(a: &str, b: &str) -> bool {
+    is_inside(a, b) || is_inside(b, a)
 }
 
 fn fetch(path: String, r: &Remote) -> Action {
@@ -223,7 +326,10 @@ fn pair_renames(actions: Vec<Action>, trees: &Trees<'_>) -> Vec<Action> {
         let sha = trees.base.get(&from).map(|b| &b.sha256);
         let fresh = trees.remote.get(&from).is_some();
         let to = uploads.iter().position(|(to, _)| {
-            fresh && !trees.remote.contains_key(to) && trees.local.get(to).map(|l| &l.sha256) == sha
+            fresh
+                && !nested(&from, to)
+                && !trees.remote.contains_key(to)
+                && trees.local.get(to).map(|l| &l.sha256) == sha
         });
         match to {
             Some(i) => {
@@ -244,7 +350,10 @@ fn pair_renames(actions: Vec<Action>, trees: &Trees<'_>) -> Vec<Action> {
     for from in local_deletes {
         let id = trees.base.get(&from).map(|b| &b.file_id);
         let to = downloads.iter().position(|(to, r)| {
-            Some(&r.file_id) == id && r.ready() && !trees.local.contains_key(to)
+            Some(&r.file_id) == id
+                && r.ready()
+                && !nested(&from, to)
+                && !trees.local.contains_key(to)
         });
         match to {
             Some(i) => {
@@ -450,8 +559,135 @@ mod tests {
         assert!(phases.windows(2).all(|w| w[0] <= w[1]), "{phases:?}");
     }
 
+    #[test]
+    fn a_file_and_a_folder_of_one_name_keep_both_and_the_folder_keeps_the_name() {
+        // The file is here, the folder on the server: the local file goes aside.
+        let here = Case::new().l("d1", "f").r("d1/a", "x", 4);
+        assert_eq!(
+            here.plan(),
+            vec![
+                Action::SetAsideLocal {
+                    path: "d1".into(),
+                    copy: "d1 (conflicted copy 1)".into()
+                },
+                Action::Download {
+                    path: "d1/a".into(),
+                    remote: remote("x", 4)
+                },
+            ]
+        );
+        // The folder is here, the file on the server: the server's file goes aside, before
+        // the folder's files go up.
+        let there = Case::new().l("d1/a", "x").r("d1", "f", 4);
+        assert_eq!(
+            there.plan(),
+            vec![
+                Action::SetAsideRemote {
+                    path: "d1".into(),
+                    copy: "d1 (conflicted copy 1)".into(),
+                    parent_rev: 4
+                },
+                Action::Upload {
+                    path: "d1/a".into(),
+                    parent_rev: 0
+                },
+            ]
+        );
+        // This side emptied the folder before making the file: no conflict, both changes go up.
+        let emptied = Case::new().l("d1", "f").r("d1/a", "x", 4).b("d1/a", "x", 4);
+        assert!(matches!(&emptied.plan()[..],
+            [Action::DeleteRemote { path, .. }, Action::Upload { path: up, .. }]
+                if path == "d1/a" && up == "d1"));
+    }
+
+    #[test]
+    fn a_file_moved_into_or_out_of_a_folder_of_its_own_name_is_no_rename() {
+        let local = Case::new().l("d1", "x").r("d1/a", "x", 3).b("d1/a", "x", 3);
+        assert_eq!(
+            local.plan(),
+            vec![
+                Action::DeleteRemote {
+                    path: "d1/a".into(),
+                    parent_rev: 3
+                },
+                Action::Upload {
+                    path: "d1".into(),
+                    parent_rev: 0
+                },
+            ]
+        );
+        let remote = Case::new().l("d1/a", "x").r("d1", "x", 7).b("d1/a", "x", 3);
+        assert!(matches!(&remote.plan()[..],
+            [Action::DeleteLocal { path }, Action::Download { path: to, .. }]
+                if path == "d1/a" && to == "d1"));
+    }
+
     fn side() -> impl Strategy<Value = Option<u8>> {
         prop::option::of(0u8..3)
+    }
+
+    type Shas = BTreeMap<String, String>;
+
+    /// The two sides once `plan` is carried out, every step succeeding (and the next pass
+    /// fetching what a step moved aside on the server), and the contents removed locally.
+    fn carry_out(c: &Case, plan: &[Action]) -> (Shas, Shas, BTreeSet<String>) {
+        let mut local: Shas = c
+            .local
+            .iter()
+            .map(|(p, l)| (p.clone(), l.sha256.clone()))
+            .collect();
+        let mut remote: Shas = c
+            .remote
+            .iter()
+            .map(|(p, r)| (p.clone(), r.sha256.clone()))
+            .collect();
+        let mut removed = BTreeSet::new();
+        for a in plan {
+            match a {
+                Action::Upload { path, .. } => {
+                    remote.insert(path.clone(), local[path].clone());
+                }
+                Action::DeleteRemote { path, .. } => {
+                    remote.remove(path);
+                }
+                Action::MoveRemote { from, to, .. } => {
+                    let sha = remote.remove(from).unwrap();
+                    remote.insert(to.clone(), sha);
+                }
+                Action::Download { path, remote: r } => {
+                    local.insert(path.clone(), r.sha256.clone());
+                }
+                Action::MoveLocal { from, to, .. } => {
+                    let sha = local.remove(from).unwrap();
+                    local.insert(to.clone(), sha);
+                }
+                Action::DeleteLocal { path } => {
+                    removed.extend(local.remove(path));
+                }
+                Action::Conflict {
+                    path,
+                    copy,
+                    remote: r,
+                } => {
+                    let mine = local.remove(path).unwrap();
+                    remote.insert(copy.clone(), mine.clone());
+                    local.insert(copy.clone(), mine);
+                    local.insert(path.clone(), r.sha256.clone());
+                }
+                Action::SetAsideLocal { path, copy } => {
+                    let mine = local.remove(path).unwrap();
+                    remote.insert(copy.clone(), mine.clone());
+                    local.insert(copy.clone(), mine);
+                }
+                Action::SetAsideRemote { path, copy, .. } => {
+                    let theirs = remote.remove(path).unwrap();
+                    local.insert(copy.clone(), theirs.clone());
+                    remote.insert(copy.clone(), theirs);
+                }
+                Action::Agree { .. } | Action::Forget { .. } | Action::Wait { .. } => {}
+            }
+        }
+        (local, remote, removed)
     }
 
     proptest! {
@@ -469,55 +705,49 @@ mod tests {
                 if let Some(b) = b { c = c.b(&p, &format!("c{b}"), 10 + i64::from(*b)); }
             }
             let plan = c.plan();
-            let mut local = c.local.clone();
-            let mut remote: BTreeMap<String, String> =
-                c.remote.iter().map(|(p, r)| (p.clone(), r.sha256.clone())).collect();
-            let mut kept: BTreeSet<String> = BTreeSet::new();
-            for a in &plan {
-                match a {
-                    Action::Upload { path, .. } => {
-                        remote.insert(path.clone(), local[path].sha256.clone());
-                    }
-                    Action::DeleteRemote { path, .. } => { remote.remove(path); }
-                    Action::MoveRemote { from, to, .. } => {
-                        let sha = remote.remove(from).unwrap();
-                        remote.insert(to.clone(), sha);
-                    }
-                    Action::Download { path, remote: r } => { local.insert(path.clone(), local_of(r)); }
-                    Action::MoveLocal { from, to, .. } => {
-                        let l = local.remove(from).unwrap();
-                        local.insert(to.clone(), l);
-                    }
-                    Action::DeleteLocal { path } => {
-                        kept.insert(c.local[path].sha256.clone());
-                        local.remove(path);
-                    }
-                    Action::Conflict { path, copy, remote: r } => {
-                        let mine = local.remove(path).unwrap();
-                        remote.insert(copy.clone(), mine.sha256.clone());
-                        local.insert(copy.clone(), mine);
-                        local.insert(path.clone(), local_of(r));
-                    }
-                    Action::Agree { .. } | Action::Forget { .. } | Action::Wait { .. } => {}
-                }
-            }
-            let local_shas: BTreeMap<String, String> =
-                local.iter().map(|(p, l)| (p.clone(), l.sha256.clone())).collect();
-            prop_assert_eq!(&local_shas, &remote, "plan {:?}", plan);
+            let (local, remote, removed) = carry_out(&c, &plan);
+            prop_assert_eq!(&local, &remote, "plan {:?}", plan);
             for l in c.local.values() {
                 let on_server = remote.values().any(|s| *s == l.sha256)
                     || c.base.values().any(|b| b.sha256 == l.sha256)
-                    || kept.contains(&l.sha256);
+                    || removed.contains(&l.sha256);
                 prop_assert!(on_server, "{} lost by {:?}", l.sha256, plan);
             }
         }
-    }
 
-    fn local_of(r: &Remote) -> Local {
-        Local {
-            sha256: r.sha256.clone(),
-            size: r.size,
-            mtime_ns: 0,
+        /// A file `d` and files in a folder `d`, each side holding one or the other (the base
+        /// anything): the plan leaves both sides equal, no file where a folder is, and every
+        /// local content on the server.
+        #[test]
+        fn a_file_and_a_folder_of_one_name_converge_and_lose_nothing(
+            cases in prop::collection::vec((side(), side(), side()), 3),
+            local_folder in any::<bool>(),
+            remote_folder in any::<bool>(),
+        ) {
+            let mut c = Case::new();
+            for ((l, r, b), p) in cases.iter().zip(["d", "d/x", "d/y"]) {
+                let in_folder = p != "d";
+                if let Some(l) = l.filter(|_| local_folder == in_folder) {
+                    c = c.l(p, &format!("c{l}"));
+                }
+                if let Some(r) = r.filter(|_| remote_folder == in_folder) {
+                    c = c.r(p, &format!("c{r}"), 10 + i64::from(r));
+                }
+                if let Some(b) = b {
+                    c = c.b(p, &format!("c{b}"), 10 + i64::from(*b));
+                }
+            }
+            let plan = c.plan();
+            let (local, remote, removed) = carry_out(&c, &plan);
+            prop_assert_eq!(&local, &remote, "plan {:?}", plan);
+            let under_a_file = remote.keys().find(|p| ancestors(p).any(|a| remote.contains_key(a)));
+            prop_assert!(under_a_file.is_none(), "{:?} under a file, by {:?}", under_a_file, plan);
+            for l in c.local.values() {
+                let on_server = remote.values().any(|s| *s == l.sha256)
+                    || c.base.values().any(|b| b.sha256 == l.sha256)
+                    || removed.contains(&l.sha256);
+                prop_assert!(on_server, "{} lost by {:?}", l.sha256, plan);
+            }
         }
     }
 }
