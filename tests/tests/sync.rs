@@ -23,6 +23,14 @@ fn read(d: &Device, rel: &str) -> Vec<u8> {
     std::fs::read(d.path(rel)).unwrap_or_default()
 }
 
+/// Two devices of `user`, with the user's token.
+async fn laptop_and_phone(svc: &Service, user: &str) -> (String, Device, Device) {
+    let t = svc.token(user);
+    let laptop = Device::open(svc, &t, "laptop").await;
+    let phone = Device::open(svc, &t, "phone").await;
+    (t, laptop, phone)
+}
+
 /// Whether a file can go at `rel`, as a user would put it there: an empty folder in the way is
 /// removed first; a folder with files in it, or a file where one of its folders would be, stops it.
 fn make_room(d: &Device, rel: &str) -> bool {
@@ -44,9 +52,7 @@ fn copies_of<'a>(files: &'a BTreeMap<String, String>, path: &str) -> Vec<&'a Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_renames_and_deletes_reach_the_other_device() {
     let svc = Service::start().await;
-    let t = svc.token("alice");
-    let laptop = Device::open(&svc, &t, "laptop").await;
-    let phone = Device::open(&svc, &t, "phone").await;
+    let (t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
 
     write(&laptop, "docs/plan.txt", b"first plan");
     write(&laptop, "photo.jpg", b"jpeg bytes");
@@ -94,9 +100,7 @@ async fn edits_renames_and_deletes_reach_the_other_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_true_conflict_keeps_both_versions() {
     let svc = Service::start().await;
-    let t = svc.token("alice");
-    let laptop = Device::open(&svc, &t, "laptop").await;
-    let phone = Device::open(&svc, &t, "phone").await;
+    let (t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
     write(&laptop, "notes.txt", b"shared");
     laptop.settle().await;
     phone.settle().await;
@@ -156,9 +160,7 @@ async fn ignored_files_stay_local_and_an_edit_beats_a_delete() {
 async fn a_file_and_a_folder_of_one_name_keep_both() {
     let svc = Service::start().await;
     for file_first in [true, false] {
-        let t = svc.token(&format!("alice{file_first}"));
-        let laptop = Device::open(&svc, &t, "laptop").await;
-        let phone = Device::open(&svc, &t, "phone").await;
+        let (t, laptop, phone) = laptop_and_phone(&svc, &format!("alice{file_first}")).await;
         write(&laptop, "d1", b"a file named d1");
         write(&phone, "d1/a.txt", b"a file in the folder d1");
         let (first, second) = if file_first {
@@ -189,9 +191,7 @@ async fn a_file_and_a_folder_of_one_name_keep_both() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_takes_the_name_of_a_folder_that_was_emptied() {
     let svc = Service::start().await;
-    let t = svc.token("alice");
-    let laptop = Device::open(&svc, &t, "laptop").await;
-    let phone = Device::open(&svc, &t, "phone").await;
+    let (t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
     write(&laptop, "d1/a.txt", b"in the folder");
     laptop.settle().await;
     phone.settle().await;
@@ -225,9 +225,7 @@ async fn a_file_takes_the_name_of_a_folder_that_was_emptied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_inside_a_folder_beats_a_file_that_took_its_name() {
     let svc = Service::start().await;
-    let t = svc.token("alice");
-    let laptop = Device::open(&svc, &t, "laptop").await;
-    let phone = Device::open(&svc, &t, "phone").await;
+    let (t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
     write(&laptop, "d1/a.txt", b"v1");
     laptop.settle().await;
     phone.settle().await;

@@ -177,35 +177,13 @@ pub async fn run(
                 downloads.push((path, remote, seen));
             }
             Action::Conflict { path, copy, remote } => {
-                let Some(mine) = local.get(&path) else {
-                    continue;
-                };
-                if !s.still(&path, Some(mine)) || s.rename(&path, &copy).is_err() {
-                    report.failed.push(format!("keeping {path} as {copy}"));
-                    continue;
+                if let Some(up) = set_aside_here(s, local, &path, copy, report) {
+                    uploads.push(up);
+                    downloads.push((path, remote, None));
                 }
-                report.conflicts += 1;
-                uploads.push(Upload {
-                    path: copy,
-                    parent_rev: 0,
-                    local: mine.clone(),
-                });
-                downloads.push((path, remote, None));
             }
             Action::SetAsideLocal { path, copy } => {
-                let Some(mine) = local.get(&path) else {
-                    continue;
-                };
-                if !s.still(&path, Some(mine)) || s.rename(&path, &copy).is_err() {
-                    report.failed.push(format!("keeping {path} as {copy}"));
-                    continue;
-                }
-                report.conflicts += 1;
-                uploads.push(Upload {
-                    path: copy,
-                    parent_rev: 0,
-                    local: mine.clone(),
-                });
+                uploads.extend(set_aside_here(s, local, &path, copy, report));
             }
             other => single(s, other, local, base, report).await?,
         }
@@ -213,6 +191,28 @@ pub async fn run(
     upload_all(s, uploads, report).await?;
     download_all(s, downloads, report).await?;
     Ok(())
+}
+
+/// Moves the local file at `path` to `copy`, where it goes up as a new file; `None` (a failure
+/// reported) when the file changed since the scan or cannot move.
+fn set_aside_here(
+    s: &Syncer,
+    local: &BTreeMap<String, Local>,
+    path: &str,
+    copy: String,
+    report: &mut Report,
+) -> Option<Upload> {
+    let mine = local.get(path)?;
+    if !s.still(path, Some(mine)) || s.rename(path, &copy).is_err() {
+        report.failed.push(format!("keeping {path} as {copy}"));
+        return None;
+    }
+    report.conflicts += 1;
+    Some(Upload {
+        path: copy,
+        parent_rev: 0,
+        local: mine.clone(),
+    })
 }
 
 /// The steps that are one request or one rename each.
