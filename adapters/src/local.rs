@@ -64,38 +64,13 @@ impl LocalDirStore {
         self.root.join(TMP_DIR).join(format!("{name:032x}"))
     }
 
-    /// Moves a fully written, fsynced temporary file into place and makes the rename durable.
+    /// Moves a fully written, fsynced temporary file into place and makes the rename durable,
+    /// in one blocking step: each filesystem call made on its own costs a thread hand-off.
     async fn publish(&self, tmp: &Path, dest: &Path) -> Result<(), ObjectError> {
-        let parent = dest
-            .parent()
-            .ok_or_else(|| ObjectError::InvalidKey(dest.display().to_string()))?;
-        self.ensure_dir(parent).await?;
-        fs::rename(tmp, dest).await?;
-        sync_dir(parent).await?;
-        Ok(())
-    }
-
-    /// Creates missing directories below the root, fsyncing each parent so they survive a crash.
-    async fn ensure_dir(&self, dir: &Path) -> Result<(), ObjectError> {
-        if fs::metadata(dir).await.is_ok() {
-            return Ok(());
-        }
-        let mut missing = Vec::new();
-        let mut cur = dir;
-        while cur != self.root && fs::metadata(cur).await.is_err() {
-            missing.push(cur.to_path_buf());
-            cur = cur.parent().unwrap_or(&self.root);
-        }
-        for d in missing.iter().rev() {
-            match fs::create_dir(d).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e.into()),
-            }
-            if let Some(p) = d.parent() {
-                sync_dir(p).await?;
-            }
-        }
+        let (root, tmp, dest) = (self.root.clone(), tmp.to_path_buf(), dest.to_path_buf());
+        tokio::task::spawn_blocking(move || publish_now(&root, &tmp, &dest))
+            .await
+            .map_err(io::Error::other)??;
         Ok(())
     }
 
@@ -144,11 +119,52 @@ impl Drop for TempFile {
     }
 }
 
-async fn sync_dir(dir: &Path) -> io::Result<()> {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
-        .await
-        .map_err(io::Error::other)?
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Creates the directories from `root` down to `dir` that are missing, fsyncing each parent so
+/// they survive a crash.
+fn ensure_dir_now(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    while cur != root && !cur.is_dir() {
+        missing.push(cur.to_path_buf());
+        cur = cur.parent().unwrap_or(root);
+    }
+    for d in missing.iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(p) = d.parent() {
+            sync_dir(p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Renames the fsynced `tmp` to `dest` below `root` and makes the rename durable.
+fn publish_now(root: &Path, tmp: &Path, dest: &Path) -> io::Result<()> {
+    let parent = dest
+        .parent()
+        .ok_or_else(|| io::Error::other(format!("{} has no parent", dest.display())))?;
+    ensure_dir_now(root, parent)?;
+    std::fs::rename(tmp, dest)?;
+    sync_dir(parent)
+}
+
+/// Writes `bytes` to a new file at `tmp`, fsynced, then publishes it as `dest`.
+fn write_and_publish(root: &Path, tmp: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    publish_now(root, tmp, dest)
 }
 
 fn not_found(key: &str, e: io::Error) -> ObjectError {
@@ -175,20 +191,23 @@ impl ObjectStore for LocalDirStore {
     }
 
     async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError> {
+        self.put_exact_bytes(key, bytes).await.map(drop)
+    }
+
+    async fn put_exact_bytes(&self, key: &str, bytes: Bytes) -> Result<PutOutcome, ObjectError> {
         let dest = self.path_of(key)?;
         let tmp = TempFile(Some(self.temp_path()));
-        let path = tmp.path().to_path_buf();
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&path)?;
-            f.write_all(&bytes)?;
-            f.sync_all()
+        let (root, path) = (self.root.clone(), tmp.path().to_path_buf());
+        let outcome = tokio::task::spawn_blocking(move || -> io::Result<PutOutcome> {
+            let mut tally = Tally::new(bytes.len() as u64);
+            tally.add(&bytes).map_err(io::Error::other)?;
+            write_and_publish(&root, &path, &dest, &bytes)?;
+            Ok(tally.outcome())
         })
         .await
         .map_err(io::Error::other)??;
-        self.publish(tmp.path(), &dest).await?;
         tmp.keep();
-        Ok(())
+        Ok(outcome)
     }
 
     async fn head(&self, key: &str) -> Result<Option<u64>, ObjectError> {

@@ -112,6 +112,13 @@ pub trait ObjectStore: Send + Sync + 'static {
         put_exact_in_parts(self, key, body, size).await
     }
 
+    /// `put_stream_exact` of a body already in memory (a small file of a bundle).
+    async fn put_exact_bytes(&self, key: &str, bytes: Bytes) -> Result<PutOutcome, ObjectError> {
+        let size = bytes.len() as u64;
+        let body = futures::stream::iter([Ok::<_, io::Error>(bytes)]);
+        self.put_stream_exact(key, Box::pin(body), size).await
+    }
+
     /// Stores a whole object durably. Chunk objects are content-addressed, so a repeat is a no-op.
     async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError>;
 

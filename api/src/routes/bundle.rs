@@ -95,11 +95,9 @@ async fn store_and_finalize(
         ));
     }
     let attempt_key = attempt_key(&file);
-    let bytes = decoded.slice(part.range);
-    let stream = futures::stream::iter([Ok::<_, std::io::Error>(bytes)]);
     let stored = state
         .objects
-        .put_stream_exact(&attempt_key, Box::pin(stream), file.size)
+        .put_exact_bytes(&attempt_key, decoded.slice(part.range))
         .await?;
     if !stored.sha256_hex.eq_ignore_ascii_case(&part.item.sha256) {
         state.objects.delete(&attempt_key).await?;
