@@ -12,7 +12,6 @@ use crate::auth::User;
 use crate::dto::{BundleResult, BundleResults, FinalizeResponse};
 use crate::encoding::BodyEncoding;
 use crate::error::ApiError;
-use crate::routes::owned_file;
 use crate::routes::upload::{attempt_key, finalize_file, record_attempt, taking_content};
 use crate::state::AppState;
 
@@ -107,9 +106,8 @@ async fn store_and_finalize(
             "the bytes do not match the SHA-256 the bundle names",
         ));
     }
-    record_attempt(state, &file, &attempt_key, &stored).await?;
-    metrics::counter!("filestore_upload_bytes_total").increment(stored.size);
     // Recording the attempt moved the file's raw key; finalize checks the object it names.
-    let file = owned_file(state, owner, &part.item.file_id).await?;
+    let file = record_attempt(state, &file, &attempt_key, &stored).await?;
+    metrics::counter!("filestore_upload_bytes_total").increment(stored.size);
     finalize_file(state, file, stored.size, &stored.sha256_hex).await
 }

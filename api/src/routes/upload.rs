@@ -301,13 +301,14 @@ pub(crate) async fn taking_content(
 }
 
 /// Makes the object one upload attempt stored at `attempt_key` the file's content, if it is
-/// what registration declared and the file still takes content; otherwise removes it.
+/// what registration declared and the file still takes content; otherwise removes it. Returns
+/// the file as it now is.
 pub(crate) async fn record_attempt(
     state: &AppState,
     file: &FileRecord,
     attempt_key: &str,
     stored: &filestore_adapters::PutOutcome,
-) -> Result<(), ApiError> {
+) -> Result<FileRecord, ApiError> {
     if file
         .declared_sha256
         .as_deref()
@@ -328,9 +329,20 @@ pub(crate) async fn record_attempt(
             if let Some(old) = superseded {
                 state.objects.delete(&old).await?;
             }
-            Ok(())
+            Ok(FileRecord {
+                raw_key: attempt_key.to_owned(),
+                uploaded_size: Some(stored.size),
+                uploaded_sha256: Some(stored.sha256_hex.clone()),
+                ..file.clone()
+            })
         }
-        Ok(UploadRecord::AlreadyHad) => Ok(state.objects.delete(attempt_key).await?),
+        Ok(UploadRecord::AlreadyHad) => {
+            state.objects.delete(attempt_key).await?;
+            // The file moved on meanwhile (a retry of content it already has): as it is now.
+            Ok(state.store.get_file(&file.id).await?.ok_or_else(|| {
+                ApiError::internal("the file vanished while recording its upload")
+            })?)
+        }
         Err(e) => {
             state.objects.delete(attempt_key).await?;
             Err(match e {
