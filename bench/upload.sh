@@ -49,11 +49,11 @@ API_PID=$!
 export FILESTORE_URL="http://127.0.0.1:$PORT"
 for _ in $(seq 300); do curl -sf "$FILESTORE_URL/readyz" >/dev/null && break; sleep 0.1; done
 
-# A token for the bench user, minted with the API's secret.
+# Tokens minted with the API's secret: one user per round, because chunks are deduplicated per
+# user and every round should store (and fetch) its own.
 mkdir -p "$WORK/data/secrets"
 printf '%s' "$JWT" >"$WORK/data/secrets/jwt-secret"
-FILESTORE_TOKEN=$("$BIN" token --data-dir "$WORK/data" --user bench)
-export FILESTORE_TOKEN
+token_of_round() { "$BIN" token --data-dir "$WORK/data" --user "bench$1"; }
 
 echo "== generating a ${SIZE_MIB} MiB file of random bytes"
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$WORK/file.bin"
@@ -83,9 +83,6 @@ print(f"{endpoint}{urllib.parse.quote(path)}?{canonical_q}&X-Amz-Signature={sig}
 EOF
 }
 
-secs() { python3 -c "import time; print(time.monotonic())"; }
-elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
-rate() { python3 -c "print(f'{$SIZE_MIB / $1:.1f}')"; }
 
 secs() { python3 -c "import time; print(time.monotonic())"; }
 elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
@@ -101,8 +98,9 @@ raw_put() {
   RAW_UP+=("$(elapsed "$t0" "$(secs)")")
 }
 api_put() {
-  sync; local t0 id; t0=$(secs)
-  id=$("$BIN" upload "$WORK/file.bin")
+  local t0 id token; token=$(token_of_round "$ROUND")
+  sync; t0=$(secs)
+  id=$(FILESTORE_TOKEN=$token "$BIN" upload "$WORK/file.bin")
   API_UP+=("$(elapsed "$t0" "$(secs)")")
   IDS+=("$id")
 }
@@ -115,10 +113,12 @@ raw_get() {
   RAW_DOWN+=("$(elapsed "$t0" "$t1")"); RAW_DOWN_SYNC+=("$(elapsed "$t0" "$(secs)")")
   cmp -s "$WORK/file.bin" "$WORK/raw.out" || { echo "raw GET returned other bytes" >&2; exit 1; }
   rm -f "$WORK/raw.out"
+  curl -sf -X DELETE "$(presign DELETE "/filestore-raw/bench-baseline-$ROUND")" >/dev/null
 }
 api_get() {
-  sync; local t0; t0=$(secs)
-  "$BIN" download "${IDS[$((ROUND - 1))]}" -o "$WORK/api.out"
+  local t0 token; token=$(token_of_round "$ROUND")
+  sync; t0=$(secs)
+  FILESTORE_TOKEN=$token "$BIN" download "${IDS[$((ROUND - 1))]}" -o "$WORK/api.out"
   API_DOWN+=("$(elapsed "$t0" "$(secs)")")
   cmp -s "$WORK/file.bin" "$WORK/api.out" || { echo "filestore download returned other bytes" >&2; exit 1; }
   rm -f "$WORK/api.out"
@@ -132,9 +132,10 @@ echo "== pipeline: the worker starts now and takes every upload to ready"
 "$BIN" worker >"$WORK/worker.log" 2>&1 &
 WORKER_PID=$!
 t0=$(secs)
-for id in "${IDS[@]}"; do
+for i in "${!IDS[@]}"; do
+  id=${IDS[$i]}
   for _ in $(seq 6000); do
-    status=$("$BIN" info "$id" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+    status=$(FILESTORE_TOKEN=$(token_of_round "$((i + 1))") "$BIN" info "$id" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
     [ "$status" = ready ] && break
     case "$status" in failed|quarantined) echo "file ended $status" >&2; exit 1 ;; esac
     sleep 0.2
@@ -159,7 +160,7 @@ M_RAW_DOWN=$(median "${RAW_DOWN[@]}"); M_RAW_DOWN_SYNC=$(median "${RAW_DOWN_SYNC
 printf '%-36s %9s %9s\n' "${SIZE_MIB} MiB, $(nproc) cores, median of $ROUNDS" seconds MiB/s
 printf '%-36s %9s %9s\n' "raw S3 PUT (curl)" "$M_RAW_UP" "$(rate "$M_RAW_UP")"
 printf '%-36s %9s %9s\n' "filestore upload (API)" "$M_API_UP" "$(rate "$M_API_UP")"
-printf '%-36s %9s %9s\n' "pipeline to ready ($ROUNDS uploads)" "$PROCESS" "$(python3 -c "print(f'{$SIZE_MIB * $ROUNDS / $PROCESS:.1f}')")"
+printf '%-36s %9s %9s\n' "pipeline to ready ($ROUNDS users)" "$PROCESS" "$(python3 -c "print(f'{$SIZE_MIB * $ROUNDS / $PROCESS:.1f}')")"
 printf '%-36s %9s %9s\n' "raw S3 GET (curl)" "$M_RAW_DOWN" "$(rate "$M_RAW_DOWN")"
 printf '%-36s %9s %9s\n' "raw S3 GET + fsync" "$M_RAW_DOWN_SYNC" "$(rate "$M_RAW_DOWN_SYNC")"
 printf '%-36s %9s %9s\n' "filestore download (chunks)" "$M_API_DOWN" "$(rate "$M_API_DOWN")"

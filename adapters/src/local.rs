@@ -74,6 +74,36 @@ impl LocalDirStore {
         Ok(())
     }
 
+    /// Stores `bytes` under `key` in one blocking step (what `measure` makes of them is the
+    /// result): write a temporary file, fsync, publish. A put whose caller went away before
+    /// the rename publishes nothing, and an error leaves no temporary file.
+    async fn put_in_one_step<T: Send + 'static>(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        measure: impl FnOnce(&[u8]) -> T + Send + 'static,
+    ) -> Result<T, ObjectError> {
+        let dest = self.path_of(key)?;
+        let (root, tmp) = (self.root.clone(), self.temp_path());
+        let abandoned = AbandonFlag::default();
+        let seen = abandoned.raised.clone();
+        let result = tokio::task::spawn_blocking(move || -> io::Result<T> {
+            let tmp = TempFile(Some(tmp));
+            let measured = measure(&bytes);
+            write_synced(tmp.path(), &bytes)?;
+            if seen.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(io::Error::other("the put was abandoned"));
+            }
+            publish_now(&root, tmp.path(), &dest)?;
+            tmp.keep();
+            Ok(measured)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        abandoned.disarm();
+        Ok(result)
+    }
+
     async fn write_temp(
         &self,
         body: ByteStream,
@@ -158,13 +188,34 @@ fn publish_now(root: &Path, tmp: &Path, dest: &Path) -> io::Result<()> {
     sync_dir(parent)
 }
 
-/// Writes `bytes` to a new file at `tmp`, fsynced, then publishes it as `dest`.
-fn write_and_publish(root: &Path, tmp: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` to a new file at `path`, fsynced.
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
-    let mut f = std::fs::File::create(tmp)?;
+    let mut f = std::fs::File::create(path)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
-    publish_now(root, tmp, dest)
+    f.sync_all()
+}
+
+/// Raised when the future that started a blocking put is dropped before it finished, so the
+/// blocking step does not publish an object nobody will record.
+#[derive(Default)]
+struct AbandonFlag {
+    raised: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    finished: bool,
+}
+
+impl AbandonFlag {
+    fn disarm(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for AbandonFlag {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.raised.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 fn not_found(key: &str, e: io::Error) -> ObjectError {
@@ -191,23 +242,17 @@ impl ObjectStore for LocalDirStore {
     }
 
     async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError> {
-        self.put_exact_bytes(key, bytes).await.map(drop)
+        self.put_in_one_step(key, bytes, |_| ()).await
     }
 
     async fn put_exact_bytes(&self, key: &str, bytes: Bytes) -> Result<PutOutcome, ObjectError> {
-        let dest = self.path_of(key)?;
-        let tmp = TempFile(Some(self.temp_path()));
-        let (root, path) = (self.root.clone(), tmp.path().to_path_buf());
-        let outcome = tokio::task::spawn_blocking(move || -> io::Result<PutOutcome> {
+        self.put_in_one_step(key, bytes, |bytes| {
             let mut tally = Tally::new(bytes.len() as u64);
-            tally.add(&bytes).map_err(io::Error::other)?;
-            write_and_publish(&root, &path, &dest, &bytes)?;
-            Ok(tally.outcome())
+            // Within its own limit by construction.
+            let _ = tally.add(bytes);
+            tally.outcome()
         })
         .await
-        .map_err(io::Error::other)??;
-        tmp.keep();
-        Ok(outcome)
     }
 
     async fn head(&self, key: &str) -> Result<Option<u64>, ObjectError> {
@@ -332,6 +377,37 @@ mod tests {
         );
         assert_eq!(store.head("raw/c").await.unwrap(), None);
         drop(tx);
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_put_is_stored_whole_with_its_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::open(dir.path()).await.unwrap();
+        let out = store
+            .put_exact_bytes("raw/new/d", Bytes::from_static(b"123456789"))
+            .await
+            .unwrap();
+        assert_eq!((out.size, out.crc64nvme), (9, 0xae8b_1486_0a79_9888));
+        assert_eq!(
+            store.get_bytes("raw/new/d").await.unwrap(),
+            Bytes::from_static(b"123456789")
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_put_whose_caller_left_is_flagged_and_a_finished_one_is_not() {
+        let left = AbandonFlag::default();
+        let seen = left.raised.clone();
+        drop(left);
+        assert!(seen.load(std::sync::atomic::Ordering::SeqCst));
+        let finished = AbandonFlag::default();
+        let seen = finished.raised.clone();
+        finished.disarm();
+        assert!(!seen.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test]

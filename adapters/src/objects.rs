@@ -43,8 +43,9 @@ pub struct PresignedMultipart {
 pub struct PutOutcome {
     pub size: u64,
     pub sha256_hex: String,
-    /// CRC-64/NVME of the bytes (S3's full-object checksum): cheap enough for a client to
-    /// compute while sending, so it can prove the transfer without a second SHA-256 pass.
+    /// CRC-64/NVME of the bytes received (the checksum S3 uses for whole objects): cheap
+    /// enough for a client to compute while sending, so it can prove the transfer without a
+    /// second SHA-256 pass.
     pub crc64nvme: u64,
 }
 

@@ -125,8 +125,9 @@ pub struct UploadReceipt {
     pub file_id: String,
     pub size: u64,
     pub sha256: String,
-    /// CRC-64/NVME of the stored bytes, 16 hex digits: lets a client check the transfer with a
-    /// checksum it can compute while sending, far cheaper than a second SHA-256.
+    /// CRC-64/NVME of the bytes the server received and stored, 16 hex digits: lets a client
+    /// check the transfer with a checksum it can compute while sending, far cheaper than a
+    /// second SHA-256.
     pub crc64nvme: String,
 }
 

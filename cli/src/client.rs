@@ -63,19 +63,25 @@ fn transfer_corrupted(what: &str) -> ClientError {
 /// Bytes read from a file per request-body frame: large reads keep syscalls and wake-ups few.
 const READ_BLOCK: usize = 1 << 20;
 
-/// Reads `file` to its end into `tx`, block by block, and returns its CRC-64/NVME. A read
-/// error is also sent down `tx`, so the request it feeds fails instead of ending short.
+/// Reads `file` to its end into `tx`, block by block, and returns its CRC-64/NVME and the
+/// bytes read. A read error is also sent down `tx`, so the request it feeds fails instead of
+/// ending short. Stops early once `stop` is set or nobody takes the blocks any more.
 fn read_into(
     mut file: std::fs::File,
     tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    stop: &std::sync::atomic::AtomicBool,
     on_progress: impl Fn(u64),
-) -> std::io::Result<u64> {
+) -> std::io::Result<(u64, u64)> {
     use std::io::Read;
     let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
+    let mut read = 0u64;
     loop {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok((crc.finalize(), read));
+        }
         let mut block = bytes::BytesMut::zeroed(READ_BLOCK);
         let n = match file.read(&mut block) {
-            Ok(0) => return Ok(crc.finalize()),
+            Ok(0) => return Ok((crc.finalize(), read)),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -85,10 +91,11 @@ fn read_into(
         };
         block.truncate(n);
         crc.update(&block);
+        read += n as u64;
         on_progress(n as u64);
         if tx.blocking_send(Ok(block.freeze())).is_err() {
             // The request gave up; its own error says why.
-            return Ok(crc.finalize());
+            return Ok((crc.finalize(), read));
         }
     }
 }
@@ -188,7 +195,10 @@ impl Client {
             .into_std()
             .await;
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-        let reader = tokio::task::spawn_blocking(move || read_into(file, &tx, on_progress));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_reading = stop.clone();
+        let reader =
+            tokio::task::spawn_blocking(move || read_into(file, &tx, &stop_reading, on_progress));
         let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
         let resp = self
             .http
@@ -199,13 +209,32 @@ impl Client {
             .body(reqwest::Body::wrap_stream(body))
             .send()
             .await;
+        if resp.as_ref().is_ok_and(|r| !r.status().is_success()) {
+            // Refused before the whole body went (a 4xx does not wait for it): read no further.
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let read = reader
             .await
             .map_err(|e| ClientError::Io(shown.clone(), std::io::Error::other(e)))?;
         // A local read error also broke the request; it is the better explanation.
-        let crc = read.map_err(|e| ClientError::Io(shown.clone(), e))?;
+        let (crc, sent) = read.map_err(|e| ClientError::Io(shown.clone(), e))?;
         let receipt: Value = Self::check(resp?).await?.json().await?;
-        if receipt["crc64nvme"].as_str() != Some(format!("{crc:016x}").as_str()) {
+        if sent != size {
+            return Err(ClientError::Io(
+                shown,
+                std::io::Error::other(format!(
+                    "the file changed while it was sent ({sent} bytes read, {size} declared)"
+                )),
+            ));
+        }
+        let Some(stored_crc) = receipt["crc64nvme"].as_str() else {
+            return Err(ClientError::Api {
+                status: 0,
+                code: "bad_receipt".into(),
+                detail: format!("the server's receipt for {shown} names no CRC-64/NVME"),
+            });
+        };
+        if stored_crc != format!("{crc:016x}") {
             return Err(transfer_corrupted(&shown));
         }
         match receipt["sha256"].as_str() {

@@ -114,19 +114,27 @@ impl Syncer {
     /// Removes the folder at `rel` if no file is left in it (at any depth), so a file can take
     /// its place: the scan sees files, not folders, and the user may have emptied this one.
     fn clear_empty_folder(&self, rel: &str) {
-        fn remove(dir: &Path) -> std::io::Result<()> {
+        fn only_folders(dir: &Path) -> std::io::Result<bool> {
             for entry in std::fs::read_dir(dir)? {
                 let entry = entry?;
-                if !entry.file_type()?.is_dir() {
-                    return Err(std::io::Error::other("a file is left in the folder"));
+                if !entry.file_type()?.is_dir() || !only_folders(&entry.path())? {
+                    return Ok(false);
                 }
-                remove(&entry.path())?;
+            }
+            Ok(true)
+        }
+        // Bottom-up, each removal refused if something appeared in the folder meanwhile.
+        fn remove(dir: &Path) -> std::io::Result<()> {
+            for entry in std::fs::read_dir(dir)? {
+                remove(&entry?.path())?;
             }
             std::fs::remove_dir(dir)
         }
         let abs = self.abs(rel);
-        if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
-            // Not empty: the step that needs the path finds it taken and says so.
+        // Not empty: the step that needs the path finds it taken and says so.
+        if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir())
+            && only_folders(&abs).unwrap_or(false)
+        {
             let _ = remove(&abs);
         }
     }
@@ -203,7 +211,8 @@ fn set_aside_here(
     report: &mut Report,
 ) -> Option<Upload> {
     let mine = local.get(path)?;
-    if !s.still(path, Some(mine)) || s.rename(path, &copy).is_err() {
+    // The copy's name was free at the scan; a rename would replace whatever took it since.
+    if !s.still(path, Some(mine)) || !s.still(&copy, None) || s.rename(path, &copy).is_err() {
         report.failed.push(format!("keeping {path} as {copy}"));
         return None;
     }
