@@ -67,19 +67,30 @@ impl Tally {
         }
     }
 
+    /// The outcome of a whole body held in memory.
+    pub fn whole(bytes: &[u8]) -> PutOutcome {
+        let mut tally = Self::new(bytes.len() as u64);
+        tally.count(bytes);
+        tally.outcome()
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }
 
     /// Counts and hashes `data`; refuses it when the body grows past the limit.
     pub fn add(&mut self, data: &[u8]) -> Result<(), ObjectError> {
-        self.size += data.len() as u64;
-        if self.size > self.limit {
+        if self.size + data.len() as u64 > self.limit {
             return Err(ObjectError::TooLarge { limit: self.limit });
         }
+        self.count(data);
+        Ok(())
+    }
+
+    fn count(&mut self, data: &[u8]) {
+        self.size += data.len() as u64;
         self.sha256.update(data);
         self.crc.update(data);
-        Ok(())
     }
 
     pub fn outcome(self) -> PutOutcome {

@@ -60,6 +60,15 @@ fn transfer_corrupted(what: &str) -> ClientError {
     }
 }
 
+/// The server's receipt for `what` lacks the `digest` it must name.
+fn bad_receipt(what: &str, digest: &str) -> ClientError {
+    ClientError::Api {
+        status: 0,
+        code: "bad_receipt".into(),
+        detail: format!("the server's receipt for {what} names no {digest}"),
+    }
+}
+
 /// Bytes read from a file per request-body frame: large reads keep syscalls and wake-ups few.
 const READ_BLOCK: usize = 1 << 20;
 
@@ -228,11 +237,7 @@ impl Client {
             ));
         }
         let Some(stored_crc) = receipt["crc64nvme"].as_str() else {
-            return Err(ClientError::Api {
-                status: 0,
-                code: "bad_receipt".into(),
-                detail: format!("the server's receipt for {shown} names no CRC-64/NVME"),
-            });
+            return Err(bad_receipt(&shown, "CRC-64/NVME"));
         };
         if stored_crc != format!("{crc:016x}") {
             return Err(transfer_corrupted(&shown));
@@ -241,11 +246,7 @@ impl Client {
             Some(sha) if sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Ok(sha.to_ascii_lowercase())
             }
-            _ => Err(ClientError::Api {
-                status: 0,
-                code: "bad_receipt".into(),
-                detail: format!("the server's receipt for {shown} names no SHA-256"),
-            }),
+            _ => Err(bad_receipt(&shown, "SHA-256")),
         }
     }
 

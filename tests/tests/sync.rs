@@ -31,6 +31,13 @@ async fn laptop_and_phone(svc: &Service, user: &str) -> (String, Device, Device)
     (t, laptop, phone)
 }
 
+/// `rel` written on the laptop and synced to the phone.
+async fn on_both(laptop: &Device, phone: &Device, rel: &str, bytes: &[u8]) {
+    write(laptop, rel, bytes);
+    laptop.settle().await;
+    phone.settle().await;
+}
+
 /// Whether a file can go at `rel`, as a user would put it there: an empty folder in the way is
 /// removed first; a folder with files in it, or a file where one of its folders would be, stops it.
 fn make_room(d: &Device, rel: &str) -> bool {
@@ -101,9 +108,7 @@ async fn edits_renames_and_deletes_reach_the_other_device() {
 async fn a_true_conflict_keeps_both_versions() {
     let svc = Service::start().await;
     let (t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
-    write(&laptop, "notes.txt", b"shared");
-    laptop.settle().await;
-    phone.settle().await;
+    on_both(&laptop, &phone, "notes.txt", b"shared").await;
 
     write(&laptop, "notes.txt", b"laptop's edit");
     write(&phone, "notes.txt", b"phone's edit!");
@@ -192,9 +197,7 @@ async fn a_file_and_a_folder_of_one_name_keep_both() {
 async fn a_file_takes_the_name_of_a_folder_that_was_emptied() {
     let svc = Service::start().await;
     let (t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
-    write(&laptop, "d1/a.txt", b"in the folder");
-    laptop.settle().await;
-    phone.settle().await;
+    on_both(&laptop, &phone, "d1/a.txt", b"in the folder").await;
 
     // The phone's user deletes the file; the empty folder stays on the phone.
     std::fs::remove_file(phone.path("d1/a.txt")).unwrap();
@@ -226,9 +229,7 @@ async fn a_file_takes_the_name_of_a_folder_that_was_emptied() {
 async fn an_edit_inside_a_folder_beats_a_file_that_took_its_name() {
     let svc = Service::start().await;
     let (t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
-    write(&laptop, "d1/a.txt", b"v1");
-    laptop.settle().await;
-    phone.settle().await;
+    on_both(&laptop, &phone, "d1/a.txt", b"v1").await;
 
     std::fs::rename(laptop.path("d1/a.txt"), laptop.path("moving")).unwrap();
     std::fs::remove_dir(laptop.path("d1")).unwrap();
