@@ -28,10 +28,16 @@ fi
 apt_install gcc libc6-dev curl ca-certificates python3
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A CI run builds once: incremental caches would only take disk.
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
+disk_free() { echo "disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free, target/ $(du -sh target 2>/dev/null | cut -f1)"; }
+disk_free
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# Build progress lines are dropped so that a CI log keeps what matters: warnings, errors, results.
+quiet_build() { grep --line-buffered -v -E '^ +(Compiling|Checking|Downloaded|Downloading) ' || true; }
+cargo clippy --workspace --all-targets --locked -- -D warnings 2>&1 | quiet_build
 echo "== manifests (helm lint, helm template, kubernetes-validate, CRD schema)"
 scripts/validate-manifests.sh
 echo "== test services (PostgreSQL, RabbitMQ, S3, clamd on loopback)"
@@ -41,8 +47,11 @@ trap 'scripts/services.sh stop "$services" >/dev/null 2>&1 || true; rm -f "$log"
 scripts/services.sh start "$services" >/dev/null
 export FILESTORE_TEST_SERVICES="$services"
 echo "== cargo test"
-cargo test --workspace --locked 2>&1 | tee "$log"
+status=0
+cargo test --workspace --locked 2>&1 | quiet_build | tee "$log" || status=$?
+disk_free
 # One closing line for the whole run (cargo prints one per test binary, the last often a
 # doc-test run with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
