@@ -9,6 +9,7 @@ pub mod clock;
 pub mod local;
 pub mod meta;
 pub mod objects;
+pub mod orphans;
 pub mod postgres;
 pub mod queue;
 pub mod rabbit;

@@ -2,8 +2,10 @@
 //!
 //! Writes go to a temporary file, are fsynced, renamed into place and the directory is fsynced,
 //! so an object is either absent or complete, and present after a crash once a put returned.
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,6 +18,7 @@ use crate::objects::{ByteStream, ObjectError, ObjectReader, ObjectStore, PutOutc
 #[derive(Debug, Clone)]
 pub struct LocalDirStore {
     root: PathBuf,
+    durable_dirs: Arc<DurableDirs>,
 }
 
 const TMP_DIR: &str = ".tmp";
@@ -24,7 +27,10 @@ impl LocalDirStore {
     pub async fn open(root: impl Into<PathBuf>) -> Result<Self, ObjectError> {
         let root = root.into();
         fs::create_dir_all(root.join(TMP_DIR)).await?;
-        let store = Self { root };
+        let store = Self {
+            root,
+            durable_dirs: Arc::default(),
+        };
         store.sweep_temporaries().await?;
         Ok(store)
     }
@@ -68,7 +74,8 @@ impl LocalDirStore {
     /// in one blocking step: each filesystem call made on its own costs a thread hand-off.
     async fn publish(&self, tmp: &Path, dest: &Path) -> Result<(), ObjectError> {
         let (root, tmp, dest) = (self.root.clone(), tmp.to_path_buf(), dest.to_path_buf());
-        tokio::task::spawn_blocking(move || publish_now(&root, &tmp, &dest))
+        let dirs = self.durable_dirs.clone();
+        tokio::task::spawn_blocking(move || publish_now(&root, &dirs, &tmp, &dest))
             .await
             .map_err(io::Error::other)??;
         Ok(())
@@ -85,6 +92,7 @@ impl LocalDirStore {
     ) -> Result<T, ObjectError> {
         let dest = self.path_of(key)?;
         let (root, tmp) = (self.root.clone(), self.temp_path());
+        let dirs = self.durable_dirs.clone();
         let abandoned = AbandonFlag::default();
         let seen = abandoned.raised.clone();
         let result = tokio::task::spawn_blocking(move || -> io::Result<T> {
@@ -94,7 +102,7 @@ impl LocalDirStore {
             if seen.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(io::Error::other("the put was abandoned"));
             }
-            publish_now(&root, tmp.path(), &dest)?;
+            publish_now(&root, &dirs, tmp.path(), &dest)?;
             tmp.keep();
             Ok(measured)
         })
@@ -153,38 +161,73 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Creates the directories from `root` down to `dir` that are missing, fsyncing each parent so
-/// they survive a crash.
-fn ensure_dir_now(root: &Path, dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+/// The directories below the root whose entries this process has made durable. A directory
+/// that merely exists may have been created by a concurrent put that has not fsynced its parent
+/// yet; an object renamed into it and acknowledged would then vanish with the directory in a
+/// crash. Each directory is therefore fsynced into its parent once, by whoever meets it first.
+#[derive(Debug, Default)]
+struct DurableDirs(Mutex<HashSet<PathBuf>>);
+
+impl DurableDirs {
+    fn contains(&self, dir: &Path) -> bool {
+        self.0.lock().map(|set| set.contains(dir)).unwrap_or(false)
     }
-    let mut missing = Vec::new();
+
+    fn insert(&self, dir: PathBuf) {
+        if let Ok(mut set) = self.0.lock() {
+            set.insert(dir);
+        }
+    }
+
+    /// Someone removed folders behind the store's back: trust none of them any more.
+    fn forget_all(&self) {
+        if let Ok(mut set) = self.0.lock() {
+            set.clear();
+        }
+    }
+}
+
+/// Makes every directory from `root` down to `dir` exist durably: created if missing, and its
+/// entry fsynced into its parent unless this process already did so.
+fn ensure_dir_now(root: &Path, durable: &DurableDirs, dir: &Path) -> io::Result<()> {
+    let mut pending = Vec::new();
     let mut cur = dir;
-    while cur != root && !cur.is_dir() {
-        missing.push(cur.to_path_buf());
+    while cur != root && !durable.contains(cur) {
+        pending.push(cur.to_path_buf());
         cur = cur.parent().unwrap_or(root);
     }
-    for d in missing.iter().rev() {
-        match std::fs::create_dir(d) {
+    for d in pending.into_iter().rev() {
+        match std::fs::create_dir(&d) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            // A file in the way is no folder: the put fails until it is gone.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
             Err(e) => return Err(e),
         }
         if let Some(p) = d.parent() {
             sync_dir(p)?;
         }
+        durable.insert(d);
     }
     Ok(())
 }
 
 /// Renames the fsynced `tmp` to `dest` below `root` and makes the rename durable.
-fn publish_now(root: &Path, tmp: &Path, dest: &Path) -> io::Result<()> {
+fn publish_now(root: &Path, durable: &DurableDirs, tmp: &Path, dest: &Path) -> io::Result<()> {
     let parent = dest
         .parent()
         .ok_or_else(|| io::Error::other(format!("{} has no parent", dest.display())))?;
-    ensure_dir_now(root, parent)?;
-    std::fs::rename(tmp, dest)?;
+    let place = || {
+        ensure_dir_now(root, durable, parent)?;
+        std::fs::rename(tmp, dest)
+    };
+    match place() {
+        // A folder it trusted was removed behind its back: trust none, make them again.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && tmp.exists() => {
+            durable.forget_all();
+            place()?;
+        }
+        other => other?,
+    }
     sync_dir(parent)
 }
 
@@ -338,6 +381,33 @@ mod tests {
             Bytes::from_static(b"hello world")
         );
         assert_eq!(store.head("raw/a").await.unwrap(), Some(11));
+    }
+
+    #[tokio::test]
+    async fn a_folder_someone_else_created_is_fsynced_before_an_object_is_published_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::open(dir.path()).await.unwrap();
+        // As a concurrent put would leave it: created, its parent not yet fsynced.
+        std::fs::create_dir_all(dir.path().join("chunks/ab")).unwrap();
+        assert!(!store.durable_dirs.contains(&dir.path().join("chunks/ab")));
+
+        store
+            .put_bytes("chunks/ab/cd", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+
+        for made_durable in ["chunks", "chunks/ab"] {
+            assert!(store.durable_dirs.contains(&dir.path().join(made_durable)));
+        }
+        assert_eq!(store.head("chunks/ab/cd").await.unwrap(), Some(1));
+
+        // Removed behind the store's back: the next put makes the folders again.
+        std::fs::remove_dir_all(dir.path().join("chunks")).unwrap();
+        store
+            .put_bytes("chunks/ab/ef", Bytes::from_static(b"y"))
+            .await
+            .unwrap();
+        assert_eq!(store.head("chunks/ab/ef").await.unwrap(), Some(1));
     }
 
     #[tokio::test]

@@ -111,8 +111,15 @@ pub trait TreeStore: Send + Sync {
     async fn restore_path(&self, owner: &OwnerId, path: &str) -> Result<Vec<Change>, StoreError>;
 
     /// Removes a trashed file (or folder) and all its versions for good; returns how many
-    /// versions went. Their chunks are left to the sweep.
+    /// versions went. Their chunks are left to the sweep; their raw objects (kept for a
+    /// quarantined or failed version) join the orphaned objects, in the same transaction.
     async fn purge_path(&self, owner: &OwnerId, path: &str) -> Result<u64, StoreError>;
+
+    /// Up to `limit` keys of objects nothing refers to any more, oldest first.
+    async fn orphaned_objects(&self, limit: u32) -> Result<Vec<String>, StoreError>;
+
+    /// The object at `key` is gone from the object store: stop tracking it.
+    async fn forget_orphaned_object(&self, key: &str) -> Result<(), StoreError>;
 
     /// The path's versions, newest first.
     async fn versions(&self, owner: &OwnerId, path: &str) -> Result<Vec<Version>, StoreError>;
@@ -650,6 +657,17 @@ macro_rules! tree_store {
                             .await?;
                     }
                     for v in &versions {
+                        // A ready file's raw bytes went when its chunks were indexed, unless
+                        // that removal failed: removing what is absent costs one request.
+                        sqlx::query(
+                            "INSERT INTO orphaned_objects (key, since)
+                             SELECT raw_key, $2 FROM files WHERE id = $1
+                             ON CONFLICT (key) DO NOTHING",
+                        )
+                        .bind(v.file_id.to_string())
+                        .bind(now_ms())
+                        .execute(&mut *tx)
+                        .await?;
                         // Without its manifest nothing references the file's chunks, so the
                         // sweep reclaims those no other file shares.
                         sqlx::query("DELETE FROM file_chunks WHERE file_id = $1")
@@ -667,6 +685,24 @@ macro_rules! tree_store {
                 }
                 tx.commit().await?;
                 Ok(purged)
+            }
+
+            async fn orphaned_objects(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+                Ok(sqlx::query_scalar(
+                    "SELECT key FROM orphaned_objects ORDER BY since, key LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn forget_orphaned_object(&self, key: &str) -> Result<(), StoreError> {
+                let _turn = self.write_turn().await;
+                sqlx::query("DELETE FROM orphaned_objects WHERE key = $1")
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn versions(

@@ -1,6 +1,7 @@
 //! What the pipeline does to content: dedupe, malware quarantine, tamper detection.
 use filestore_tests::{Service, noise, sha256_hex};
 use reqwest::StatusCode;
+use serde_json::json;
 
 const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
@@ -72,6 +73,22 @@ async fn the_eicar_test_file_is_quarantined_and_never_served() {
     let batch = svc.get(&format!("/v1/files?id={id}"), &t).await.json();
     assert_eq!(batch["files"][0]["error"]["code"], "file_quarantined");
     assert!(svc.chunk_files().is_empty(), "malware is never chunked");
+
+    // Its raw bytes stay while the file exists (in trash too); a purge removes them.
+    assert_eq!(svc.raw_objects(&id).len(), 1);
+    let trashed = svc
+        .post_json("/v1/tree/delete", &t, &json!({"path": "eicar.com"}))
+        .await;
+    assert_eq!(trashed.status, StatusCode::OK);
+    assert_eq!(svc.raw_objects(&id).len(), 1);
+    let purged = svc
+        .post_json("/v1/trash/purge", &t, &json!({"path": "eicar.com"}))
+        .await;
+    assert_eq!(purged.json()["purged"], 1);
+    assert!(
+        svc.raw_objects(&id).is_empty(),
+        "a purge leaves no bytes behind"
+    );
     svc.stop().await;
 }
 

@@ -159,6 +159,78 @@ async fn ignored_files_stay_local_and_an_edit_beats_a_delete() {
     assert_eq!(read(&b, "keep.txt"), b"v2, edited offline");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_file_is_reported_not_retried_and_a_local_edit_replaces_it() {
+    let svc = Service::start().await;
+    let (_t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
+    write(&laptop, "virus.com", filestore_worker::scanner::EICAR);
+    write(&laptop, "fine.txt", b"fine");
+    laptop.settle().await;
+
+    let report = phone.settle().await;
+    assert_eq!(report.unavailable, ["virus.com: quarantined"], "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(read(&phone, "fine.txt"), b"fine");
+    assert!(!phone.path("virus.com").exists());
+
+    write(&phone, "virus.com", b"a clean file of that name");
+    let replaced = phone.settle().await;
+    assert_eq!(replaced.uploaded, 1, "{replaced:?}");
+    laptop.settle().await;
+    assert_eq!(read(&laptop, "virus.com"), b"a clean file of that name");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignoring_a_synced_file_stops_syncing_it_and_deletes_it_nowhere() {
+    let svc = Service::start().await;
+    let (t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
+    on_both(&laptop, &phone, "debug.log", b"yesterday's log").await;
+
+    write(&laptop, ".filestoreignore", b"*.log\n");
+    write(&laptop, "debug.log", b"today's log, never sent");
+    let after = laptop.settle().await;
+    assert_eq!(after.deleted_remote, 0, "{after:?}");
+    phone.settle().await;
+    write(&phone, "phone.log", b"stays on the phone");
+    phone.settle().await;
+
+    let on_server = server_files(&svc, &t).await;
+    assert_eq!(on_server["debug.log"], sha256_hex(b"yesterday's log"));
+    assert!(!on_server.contains_key("phone.log"));
+    assert_eq!(read(&phone, "debug.log"), b"yesterday's log");
+    assert_eq!(read(&laptop, "debug.log"), b"today's log, never sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_file_named_like_a_folder_of_ignored_files_is_kept_beside_it() {
+    let svc = Service::start().await;
+    let (t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
+    write(&phone, "build", b"a file called build");
+    phone.settle().await;
+    // The laptop's `build/` holds only what its rules ignore, so its sync sees no folder there.
+    write(&laptop, ".filestoreignore", b"build/\n");
+    write(&laptop, "build/out.o", b"object code");
+
+    let report = laptop.settle().await;
+    assert!(
+        report.failed.is_empty() && report.waiting == 0,
+        "{report:?}"
+    );
+    phone.settle().await;
+
+    assert_eq!(read(&laptop, "build/out.o"), b"object code");
+    let on_server = server_files(&svc, &t).await;
+    let copies = copies_of(&on_server, "build");
+    assert_eq!(copies.len(), 1, "{on_server:?}");
+    for device in [&laptop, &phone] {
+        assert_eq!(read(device, copies[0]), b"a file called build");
+    }
+    assert!(
+        !phone.path("build").exists(),
+        "the phone's file moved along"
+    );
+}
+
 /// A file on one device and a folder of the same name on another, whichever syncs first: both
 /// are kept everywhere, the folder under the name and the file as a conflicted copy beside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

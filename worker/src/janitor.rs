@@ -1,9 +1,11 @@
 //! Uploads that were registered but never finalized would keep their raw bytes forever; the
-//! janitor moves them to `deleted` and removes those bytes.
+//! janitor moves them to `deleted` and removes those bytes. Each pass also removes the objects
+//! the metadata recorded as orphaned (the raw bytes of purged versions).
 use std::sync::Arc;
 use std::time::Duration;
 
 use filestore_adapters::clock::now_ms;
+use filestore_adapters::orphans::remove_orphaned_objects;
 use filestore_adapters::{MetadataStore, ObjectStore, StoreError};
 use filestore_domain::FileEvent;
 
@@ -50,8 +52,11 @@ pub async fn run(
     expiry: Duration,
     every: Duration,
 ) {
-    crate::periodic::run_every("janitor pass", Duration::ZERO, every, || {
-        expire_stale_uploads(store.as_ref(), objects.as_ref(), expiry)
+    crate::periodic::run_every("janitor pass", Duration::ZERO, every, || async {
+        // Each job runs whatever the other's fate; the first error is the pass's.
+        let expired = expire_stale_uploads(store.as_ref(), objects.as_ref(), expiry).await;
+        let removed = remove_orphaned_objects(store.as_ref(), objects.as_ref(), usize::MAX).await;
+        expired.and(removed)
     })
     .await;
 }

@@ -164,6 +164,18 @@ pub async fn purge(
     let path = validate::path(&req.path)?;
     let purged = state.store.purge_path(&owner, &path).await?;
     metrics::counter!("filestore_versions_purged_total").increment(purged);
+    // The purge is committed and its bytes recorded as orphaned: removing them now frees the
+    // space at once. A request does a bounded share (its own, as a rule); what is left, after
+    // a crash or an object store outage, the janitor removes on its next pass.
+    if let Err(e) = filestore_adapters::orphans::remove_orphaned_objects(
+        state.store.as_ref(),
+        state.objects.as_ref(),
+        usize::try_from(purged).unwrap_or(usize::MAX).max(1),
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "orphaned objects stay for the janitor");
+    }
     Ok(Json(Purged { purged }))
 }
 

@@ -240,6 +240,10 @@ async fn single(
         }
         Action::Forget { path } => s.state.forget(&path).await?,
         Action::Wait { .. } => report.waiting += 1,
+        Action::Unavailable { path, status } => {
+            tracing::debug!(%path, %status, "the server's version can never be downloaded; the local side is left as it is");
+            report.unavailable.push(format!("{path}: {status}"));
+        }
         Action::DeleteLocal { path } => {
             if s.still(&path, local.get(&path)) && std::fs::remove_file(s.abs(&path)).is_ok() {
                 s.state.forget(&path).await?;

@@ -1,7 +1,7 @@
 //! The local side: which files the folder holds, each with its SHA-256. A file whose size and
 //! modification time are what they were when it was last synced is not read again, unless it
 //! was modified so close to that moment that the timestamp cannot tell (the racy-git rule).
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -29,10 +29,40 @@ pub enum ScanError {
 /// What the folder holds now.
 pub struct Scan {
     pub files: BTreeMap<String, Local>,
+    /// Folders sync cannot clear for a file of their name: ignored folders, and every folder
+    /// above something sync leaves alone (an ignored entry, a link, a name no server can hold).
+    pub held: BTreeSet<String>,
     /// Paths skipped because no server could hold them (not UTF-8, a backslash...).
     pub skipped: Vec<PathBuf>,
     /// Files read and hashed this time.
     pub hashed: usize,
+    rules: Gitignore,
+}
+
+impl Scan {
+    /// Whether the file at `rel` is synced at all: `.filestoreignore` applies to the server's
+    /// files and to what both sides last agreed on too, so a path it names is neither fetched
+    /// nor, once ignored, deleted anywhere; it simply stops being synced.
+    pub fn syncs(&self, rel: &str) -> bool {
+        is_synced(&self.rules, rel, false)
+    }
+
+    /// The part of `tree` that is synced.
+    pub fn synced_part<V: Clone>(&self, tree: &BTreeMap<String, V>) -> BTreeMap<String, V> {
+        tree.iter()
+            .filter(|(rel, _)| self.syncs(rel))
+            .map(|(rel, v)| (rel.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The folders above `rel`, an entry sync leaves alone, and `rel` itself if it is one.
+    fn hold(&mut self, rel: &str, is_dir: bool) {
+        self.held
+            .extend(filestore_domain::tree::ancestors(rel).map(str::to_owned));
+        if is_dir && !rel.is_empty() {
+            self.held.insert(rel.to_owned());
+        }
+    }
 }
 
 pub fn ignore_rules(root: &Path) -> Result<Gitignore, ScanError> {
@@ -78,12 +108,14 @@ pub fn unchanged_since(s: &Synced, size: u64, mtime: i64) -> bool {
 
 /// Walks `root` (blocking: run it off the async threads).
 pub fn scan(root: &Path, base: &BTreeMap<String, Synced>) -> Result<Scan, ScanError> {
-    let rules = ignore_rules(root)?;
     let mut scan = Scan {
         files: BTreeMap::new(),
+        held: BTreeSet::new(),
         skipped: Vec::new(),
         hashed: 0,
+        rules: ignore_rules(root)?,
     };
+    let rules = scan.rules.clone();
     walk(root, "", &rules, base, &mut scan)?;
     Ok(scan)
 }
@@ -99,12 +131,15 @@ fn walk(
     for entry in entries {
         let entry = entry.map_err(|e| ScanError::Io(dir.into(), e))?;
         let path = entry.path();
+        let folder = prefix.trim_end_matches('/');
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            scan.hold(folder, true);
             scan.skipped.push(path);
             continue;
         };
         let rel = format!("{prefix}{name}");
         if filestore_domain::paths::normalize(&rel).as_deref() != Ok(rel.as_str()) {
+            scan.hold(folder, true);
             scan.skipped.push(path);
             continue;
         }
@@ -113,6 +148,7 @@ fn walk(
             continue;
         };
         if !is_synced(rules, &rel, kind.is_dir()) {
+            scan.hold(&rel, kind.is_dir());
             continue;
         }
         if kind.is_dir() {
@@ -145,6 +181,9 @@ fn walk(
                     mtime_ns: mtime,
                 },
             );
+        } else {
+            // A link, a socket, a device: not synced, and its folders cannot be cleared.
+            scan.hold(&rel, false);
         }
     }
     Ok(())
@@ -205,5 +244,31 @@ mod tests {
             third.files["docs/a.txt"].sha256,
             first.files["docs/a.txt"].sha256
         );
+    }
+
+    #[test]
+    fn what_sync_leaves_alone_holds_its_name_and_the_folders_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for folder in ["docs/build", "notes", "empty", "plain", "linked"] {
+            std::fs::create_dir_all(root.join(folder)).unwrap();
+        }
+        std::fs::write(root.join(IGNORE_FILE), b"*.tmp\nbuild/\n").unwrap();
+        std::fs::write(root.join("docs/a.txt"), b"a").unwrap();
+        std::fs::write(root.join("docs/build/out.o"), b"o").unwrap();
+        std::fs::write(root.join("notes/x.tmp"), b"t").unwrap();
+        std::fs::write(root.join("plain/b.txt"), b"b").unwrap();
+        std::os::unix::fs::symlink("../docs/a.txt", root.join("linked/to-a")).unwrap();
+
+        let scan = scan(root, &BTreeMap::new()).unwrap();
+        let held: Vec<&str> = scan.held.iter().map(String::as_str).collect();
+        assert_eq!(held, ["docs", "docs/build", "linked", "notes"]);
+
+        // The rules speak of every side's files: a server file they name is not synced either.
+        assert!(!scan.syncs("elsewhere/y.tmp"));
+        assert!(!scan.syncs("src/build/z.o"));
+        assert!(!scan.syncs(".filestore/state.db"));
+        assert!(scan.syncs("build"), "`build/` names folders, not a file");
+        assert!(scan.syncs("docs/a.txt"));
     }
 }

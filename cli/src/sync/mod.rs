@@ -69,6 +69,9 @@ pub struct Report {
     pub hashed: usize,
     /// Steps that failed this time (they are planned again next pass).
     pub failed: Vec<String>,
+    /// Server versions that can never be downloaded (quarantined as malware, failed for
+    /// good), with why: the local side of each is left as it is.
+    pub unavailable: Vec<String>,
 }
 
 impl Report {
@@ -104,6 +107,7 @@ impl Report {
         self.bytes_received += other.bytes_received;
         self.hashed += other.hashed;
         self.failed = other.failed.clone();
+        self.unavailable = other.unavailable.clone();
     }
 }
 
@@ -189,12 +193,20 @@ impl Syncer {
         for skipped in &scan.skipped {
             tracing::warn!(path = %skipped.display(), "not synced: no server can hold this name");
         }
+        // A path the rules now name stops being synced, and forgetting that it ever agreed
+        // makes un-ignoring it later a first meeting of both sides (a download, or both kept),
+        // never a delete.
+        for path in base.keys().filter(|p| !scan.syncs(p)) {
+            self.state.forget(path).await?;
+        }
         let namer = apply::copy_namer(&self.opts.host);
+        let (remote, base) = (scan.synced_part(&mirror), scan.synced_part(&base));
         let actions = plan::plan(
             &Trees {
                 local: &scan.files,
-                remote: &mirror,
+                remote: &remote,
                 base: &base,
+                held: &scan.held,
             },
             &namer,
         );

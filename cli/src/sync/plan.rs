@@ -95,6 +95,9 @@ pub enum Action {
     Forget { path: String },
     /// The server's head is still processing; look again later.
     Wait { path: String },
+    /// The server's head can never be fetched (quarantined as malware, failed for good): the
+    /// local side stays as it is, and the pass says so instead of retrying it forever.
+    Unavailable { path: String, status: String },
 }
 
 impl Action {
@@ -102,7 +105,10 @@ impl Action {
     /// free before another file (or a folder) takes it; then what creates content.
     fn phase(&self) -> u8 {
         match self {
-            Self::Agree { .. } | Self::Forget { .. } | Self::Wait { .. } => 0,
+            Self::Agree { .. }
+            | Self::Forget { .. }
+            | Self::Wait { .. }
+            | Self::Unavailable { .. } => 0,
             // A file moved aside frees its name for the folder's files.
             Self::DeleteLocal { .. }
             | Self::DeleteRemote { .. }
@@ -122,6 +128,7 @@ impl Action {
             Self::Upload { .. }
                 | Self::Download { .. }
                 | Self::Wait { .. }
+                | Self::Unavailable { .. }
                 | Self::Agree { .. }
                 | Self::Conflict { .. }
         )
@@ -135,6 +142,9 @@ pub struct Trees<'a> {
     pub local: &'a BTreeMap<String, Local>,
     pub remote: &'a BTreeMap<String, Remote>,
     pub base: &'a BTreeMap<String, Base>,
+    /// Local names sync leaves alone (an ignored file, a folder holding one): no file of the
+    /// server's can come down to any of them.
+    pub held: &'a BTreeSet<String>,
 }
 
 /// The steps that bring the three trees together, in the order to run them.
@@ -143,6 +153,7 @@ pub fn plan(trees: &Trees<'_>, copy_name: &CopyNamer<'_>) -> Vec<Action> {
         local,
         remote,
         base,
+        ..
     } = *trees;
     let paths: BTreeSet<&String> = local
         .keys()
@@ -190,8 +201,20 @@ pub fn plan(trees: &Trees<'_>, copy_name: &CopyNamer<'_>) -> Vec<Action> {
                     path,
                     parent_rev: 0,
                 }),
+                // The folder's delete against a head that can never come down: it goes to
+                // trash there too.
+                (None, Some(r)) if r.unavailable() => Some(Action::DeleteRemote {
+                    path,
+                    parent_rev: r.rev,
+                }),
                 // The folder's delete against the server's edit: the edit comes down.
                 (None, Some(r)) => Some(fetch(path, r)),
+                // The server's head can never come down (it stays in the file's history):
+                // the folder's edit takes its place.
+                (Some(_), Some(r)) if r.unavailable() => Some(Action::Upload {
+                    path,
+                    parent_rev: r.rev,
+                }),
                 (Some(_), Some(r)) => Some(Action::Conflict {
                     copy: name_copy(&path, trees, &mut copies, copy_name),
                     path,
@@ -220,6 +243,7 @@ fn name_copy(
     let copy = {
         let taken = |name: &str| {
             trees.local.contains_key(name)
+                || trees.held.contains(name)
                 || trees.remote.contains_key(name)
                 || trees.base.contains_key(name)
                 || copies.contains(name)
@@ -233,7 +257,8 @@ fn name_copy(
 /// A file that would end up where a folder ends up too (`d1`, and `d1/a.txt` beside it) cannot
 /// be: the folder keeps the name and the file moves aside to a conflicted copy, on the side
 /// that holds it. Each side's tree nests properly, so the file is on one side (a new or edited
-/// local file to upload, or the server's head to fetch) and the folder on the other.
+/// local file to upload, or the server's head to fetch) and the folder on the other. A local
+/// folder that holds only what sync leaves alone (ignored files) keeps its name the same way.
 fn set_aside_files_named_like_folders(
     actions: Vec<Action>,
     kept: &BTreeSet<&str>,
@@ -246,6 +271,7 @@ fn set_aside_files_named_like_folders(
         .copied()
         .flat_map(ancestors)
         .filter(|folder| kept.contains(folder))
+        .chain(kept.iter().copied().filter(|p| trees.held.contains(*p)))
         .collect();
     if files_on_folders.is_empty() {
         return actions;
@@ -253,7 +279,10 @@ fn set_aside_files_named_like_folders(
     let mut out = Vec::with_capacity(actions.len());
     for a in actions {
         let aside = match &a {
-            Action::Upload { path, .. } | Action::Download { path, .. } | Action::Wait { path }
+            Action::Upload { path, .. }
+            | Action::Download { path, .. }
+            | Action::Wait { path }
+            | Action::Unavailable { path, .. }
                 if files_on_folders.contains(path.as_str()) =>
             {
                 Some(path.clone())
@@ -287,10 +316,15 @@ fn nested(a: &str, b: &str) -> bool {
 }
 
 fn fetch(path: String, r: &Remote) -> Action {
-    if r.ready() || r.unavailable() {
+    if r.ready() {
         Action::Download {
             path,
             remote: r.clone(),
+        }
+    } else if r.unavailable() {
+        Action::Unavailable {
+            path,
+            status: r.status.clone(),
         }
     } else {
         Action::Wait { path }
@@ -418,10 +452,12 @@ mod tests {
         }
     }
 
+    #[derive(Clone)]
     struct Case {
         local: BTreeMap<String, Local>,
         remote: BTreeMap<String, Remote>,
         base: BTreeMap<String, Base>,
+        held: BTreeSet<String>,
     }
 
     impl Case {
@@ -430,7 +466,13 @@ mod tests {
                 local: BTreeMap::new(),
                 remote: BTreeMap::new(),
                 base: BTreeMap::new(),
+                held: BTreeSet::new(),
             }
+        }
+        /// A local name sync leaves alone (an ignored entry, or a folder holding one).
+        fn held(mut self, p: &str) -> Self {
+            self.held.insert(p.into());
+            self
         }
         fn l(mut self, p: &str, sha: &str) -> Self {
             self.local.insert(p.into(), local(sha));
@@ -450,6 +492,7 @@ mod tests {
                     local: &self.local,
                     remote: &self.remote,
                     base: &self.base,
+                    held: &self.held,
                 },
                 &namer,
             )
@@ -548,6 +591,38 @@ mod tests {
     }
 
     #[test]
+    fn a_head_that_can_never_be_fetched_is_reported_and_a_local_edit_replaces_it() {
+        let mut quarantined = remote("virus", 4);
+        quarantined.status = "quarantined".into();
+        let mut c = Case::new().l("a", "x").b("a", "x", 3);
+        c.remote.insert("a".into(), quarantined);
+        assert_eq!(
+            c.plan(),
+            vec![Action::Unavailable {
+                path: "a".into(),
+                status: "quarantined".into()
+            }]
+        );
+        let mut deleted = c.clone();
+        deleted.local.clear();
+        assert_eq!(
+            deleted.plan(),
+            vec![Action::DeleteRemote {
+                path: "a".into(),
+                parent_rev: 4
+            }]
+        );
+        let edited = c.l("a", "y");
+        assert_eq!(
+            edited.plan(),
+            vec![Action::Upload {
+                path: "a".into(),
+                parent_rev: 4
+            }]
+        );
+    }
+
+    #[test]
     fn removals_and_renames_run_before_what_creates_content() {
         let c = Case::new()
             .l("z-new", "n")
@@ -598,6 +673,24 @@ mod tests {
         assert!(matches!(&emptied.plan()[..],
             [Action::DeleteRemote { path, .. }, Action::Upload { path: up, .. }]
                 if path == "d1/a" && up == "d1"));
+    }
+
+    #[test]
+    fn a_server_file_named_like_a_local_folder_of_ignored_files_goes_aside_there() {
+        // `build/` here holds only ignored files; the server has a file `build`.
+        let c = Case::new().held("build").r("build", "f", 4);
+        assert_eq!(
+            c.plan(),
+            vec![Action::SetAsideRemote {
+                path: "build".into(),
+                copy: "build (conflicted copy 1)".into(),
+                parent_rev: 4
+            }]
+        );
+        // A copy name is never one the folder already holds, even if nothing syncs it.
+        let taken = c.held("build (conflicted copy 1)");
+        assert!(matches!(&taken.plan()[..],
+            [Action::SetAsideRemote { copy, .. }] if copy == "build (conflicted copy 2)"));
     }
 
     #[test]
@@ -684,7 +777,10 @@ mod tests {
                     local.insert(copy.clone(), theirs.clone());
                     remote.insert(copy.clone(), theirs);
                 }
-                Action::Agree { .. } | Action::Forget { .. } | Action::Wait { .. } => {}
+                Action::Agree { .. }
+                | Action::Forget { .. }
+                | Action::Wait { .. }
+                | Action::Unavailable { .. } => {}
             }
         }
         (local, remote, removed)
@@ -716,15 +812,19 @@ mod tests {
         }
 
         /// A file `d` and files in a folder `d`, each side holding one or the other (the base
-        /// anything): the plan leaves both sides equal, no file where a folder is, and every
-        /// local content on the server.
+        /// anything; the local folder perhaps holding ignored files too): the plan leaves both
+        /// sides equal, no file where a folder is, and every local content on the server.
         #[test]
         fn a_file_and_a_folder_of_one_name_converge_and_lose_nothing(
             cases in prop::collection::vec((side(), side(), side()), 3),
             local_folder in any::<bool>(),
             remote_folder in any::<bool>(),
+            ignored_inside in any::<bool>(),
         ) {
             let mut c = Case::new();
+            if local_folder && ignored_inside {
+                c = c.held("d");
+            }
             for ((l, r, b), p) in cases.iter().zip(["d", "d/x", "d/y"]) {
                 let in_folder = p != "d";
                 if let Some(l) = l.filter(|_| local_folder == in_folder) {
@@ -742,6 +842,8 @@ mod tests {
             prop_assert_eq!(&local, &remote, "plan {:?}", plan);
             let under_a_file = remote.keys().find(|p| ancestors(p).any(|a| remote.contains_key(a)));
             prop_assert!(under_a_file.is_none(), "{:?} under a file, by {:?}", under_a_file, plan);
+            prop_assert!(!(c.held.contains("d") && local.contains_key("d")),
+                "a file put where the folder of ignored files is, by {:?}", plan);
             for l in c.local.values() {
                 let on_server = remote.values().any(|s| *s == l.sha256)
                     || c.base.values().any(|b| b.sha256 == l.sha256)
