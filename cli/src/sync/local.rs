@@ -47,14 +47,6 @@ impl Scan {
         is_synced(&self.rules, rel, false)
     }
 
-    /// The part of `tree` that is synced.
-    pub fn synced_part<V: Clone>(&self, tree: &BTreeMap<String, V>) -> BTreeMap<String, V> {
-        tree.iter()
-            .filter(|(rel, _)| self.syncs(rel))
-            .map(|(rel, v)| (rel.clone(), v.clone()))
-            .collect()
-    }
-
     /// The folders above `rel`, an entry sync leaves alone, and `rel` itself if it is one.
     fn hold(&mut self, rel: &str, is_dir: bool) {
         self.held

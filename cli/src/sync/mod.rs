@@ -196,15 +196,17 @@ impl Syncer {
         // A path the rules now name stops being synced, and forgetting that it ever agreed
         // makes un-ignoring it later a first meeting of both sides (a download, or both kept),
         // never a delete.
-        for path in base.keys().filter(|p| !scan.syncs(p)) {
+        let (base, ignored): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            base.into_iter().partition(|(p, _)| scan.syncs(p));
+        for path in ignored.keys() {
             self.state.forget(path).await?;
         }
+        mirror.retain(|p, _| scan.syncs(p));
         let namer = apply::copy_namer(&self.opts.host);
-        let (remote, base) = (scan.synced_part(&mirror), scan.synced_part(&base));
         let actions = plan::plan(
             &Trees {
                 local: &scan.files,
-                remote: &remote,
+                remote: &mirror,
                 base: &base,
                 held: &scan.held,
             },

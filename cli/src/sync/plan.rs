@@ -142,8 +142,8 @@ pub struct Trees<'a> {
     pub local: &'a BTreeMap<String, Local>,
     pub remote: &'a BTreeMap<String, Remote>,
     pub base: &'a BTreeMap<String, Base>,
-    /// Local names sync leaves alone (an ignored file, a folder holding one): no file of the
-    /// server's can come down to any of them.
+    /// Local folders sync cannot clear (ignored, or holding something sync leaves alone): no
+    /// file of the server's can come down to any of them.
     pub held: &'a BTreeSet<String>,
 }
 
@@ -469,7 +469,7 @@ mod tests {
                 held: BTreeSet::new(),
             }
         }
-        /// A local name sync leaves alone (an ignored entry, or a folder holding one).
+        /// A local folder sync cannot clear (ignored, or holding something ignored).
         fn held(mut self, p: &str) -> Self {
             self.held.insert(p.into());
             self
