@@ -11,6 +11,7 @@ pub mod failover;
 pub mod leader;
 pub mod metrics;
 pub mod queue_depth;
+pub mod rbac;
 pub mod reconcile;
 
 /// Names rustls' process-wide crypto provider before the first Kubernetes client is built.

@@ -44,6 +44,13 @@ enum Command {
     Render {
         #[arg(long, short = 'f')]
         file: PathBuf,
+        /// The cluster's DNS domain.
+        #[arg(
+            long,
+            env = "FILESTORE_OPERATOR_CLUSTER_DOMAIN",
+            default_value = build::DEFAULT_CLUSTER_DOMAIN
+        )]
+        cluster_domain: String,
     },
 }
 
@@ -74,6 +81,15 @@ struct RunConfig {
     /// Seconds a leader may go without renewing before another replica takes over.
     #[arg(long, env = "FILESTORE_OPERATOR_LEASE_SECONDS", default_value_t = 15)]
     lease_seconds: u64,
+    /// The cluster's DNS domain (the kubelet's `clusterDomain`): RabbitMQ nodes find each
+    /// other by fully qualified names in it.
+    #[arg(
+        long,
+        env = "FILESTORE_OPERATOR_CLUSTER_DOMAIN",
+        default_value = build::DEFAULT_CLUSTER_DOMAIN,
+        value_parser = dns_domain
+    )]
+    cluster_domain: String,
     /// `json` for structured logs, `text` for people.
     #[arg(long, env = "FILESTORE_OPERATOR_LOG_FORMAT", default_value = "json")]
     log_format: String,
@@ -83,12 +99,35 @@ struct RunConfig {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Render { file }) => render(&file),
+        Some(Command::Render {
+            file,
+            cluster_domain,
+        }) => render(
+            &file,
+            &dns_domain(&cluster_domain).map_err(anyhow::Error::msg)?,
+        ),
         Some(Command::Run) | None => run(cli.run).await,
     }
 }
 
-fn render(file: &std::path::Path) -> anyhow::Result<()> {
+/// A DNS domain as the kubelet takes one: labels of letters, digits and hyphens; a trailing
+/// dot is dropped.
+fn dns_domain(text: &str) -> Result<String, String> {
+    let domain = text.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if domain.is_empty() || !domain.split('.').all(label_ok) {
+        return Err(format!("{text:?} is not a DNS domain"));
+    }
+    Ok(domain)
+}
+
+fn render(file: &std::path::Path, cluster_domain: &str) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let mut fs: FileStore =
@@ -103,6 +142,7 @@ fn render(file: &std::path::Path) -> anyhow::Result<()> {
     let (credentials, _) = Credentials::default().complete(&fs.spec, &mut rand::thread_rng());
     let inputs = Inputs {
         credentials,
+        cluster_domain: cluster_domain.to_owned(),
         ..Inputs::default()
     };
     // JSON documents: valid YAML that no YAML 1.1 reader can misread (`off` as false).
@@ -172,11 +212,10 @@ async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         controller: "filestore-operator".into(),
         instance: Some(cfg.identity.clone()),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        reporter,
-        Arc::new(RabbitProbe),
-    ));
+    let ctx = Arc::new(
+        Context::new(client.clone(), reporter, Arc::new(RabbitProbe))
+            .with_cluster_domain(&cfg.cluster_domain),
+    );
     let ns = cfg.watch_namespace.as_str();
     fn scoped<K>(client: &Client, ns: &str) -> Api<K>
     where

@@ -542,3 +542,118 @@ fn specs_the_schema_cannot_refuse_are_refused_with_a_clear_reason() {
     let quorum_too_large = Fixture::new().with(|s| s.database.managed.synchronous_standbys = 3);
     assert!(refused(quorum_too_large).contains("must be fewer than instances"));
 }
+
+#[test]
+fn rabbitmq_node_names_and_their_probes_follow_the_cluster_domain() {
+    let mut fixture = Fixture::new();
+    fixture.cluster_domain = Some("corp.example".into());
+    let conf =
+        fixture.manifest("ConfigMap/files-rabbitmq-config")["data"]["10-filestore.conf"].clone();
+    let conf = conf.as_str().unwrap();
+    for i in 0..3 {
+        assert!(
+            conf.contains(&format!(
+                "cluster_formation.classic_config.nodes.{} = rabbit@files-rabbitmq-{i}.files-rabbitmq-nodes.prod.svc.corp.example\n",
+                i + 1
+            )),
+            "{conf}"
+        );
+    }
+    let set = fixture.manifest("StatefulSet/files-rabbitmq");
+    let rabbit = &containers(&set)[0];
+    assert_eq!(
+        env(rabbit, "RABBITMQ_NODENAME")["value"],
+        "rabbit@$(POD_NAME).files-rabbitmq-nodes.prod.svc.corp.example"
+    );
+    assert_eq!(env(rabbit, "RABBITMQ_USE_LONGNAME")["value"], "true");
+    // The probes' CLI reaches the node RABBITMQ_NODENAME names, from the container's env.
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        let command = rabbit[probe]["exec"]["command"].to_string();
+        assert!(command.contains("rabbitmq-diagnostics"), "{command}");
+        assert!(
+            !command.contains("rabbit@"),
+            "{probe} names no node of its own"
+        );
+    }
+    let everything = serde_json::to_string(&fixture.manifests()).unwrap();
+    assert!(
+        !everything.contains("cluster.local"),
+        "no name is left in the default domain"
+    );
+}
+
+#[test]
+fn postgres_gets_a_memory_backed_dev_shm_of_a_bounded_size() {
+    let set = Fixture::new().manifest("StatefulSet/files-db");
+    let volumes = set["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    let shm = volumes
+        .iter()
+        .find(|v| v["name"] == "shm")
+        .expect("a shm volume");
+    assert_eq!(
+        shm["emptyDir"],
+        json!({"medium": "Memory", "sizeLimit": "256Mi"})
+    );
+    let postgres = &containers(&set)[0];
+    let mounts = postgres["volumeMounts"].as_array().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["name"] == "shm" && m["mountPath"] == "/dev/shm" && m["readOnly"].is_null()),
+        "{mounts:?}"
+    );
+}
+
+fn max_unavailable(fixture: &Fixture, budget: &str) -> serde_json::Value {
+    fixture.manifest(&format!("PodDisruptionBudget/{budget}"))["spec"]["maxUnavailable"].clone()
+}
+
+#[test]
+fn a_spec_one_eviction_would_stop_gets_a_budget_that_allows_none_and_a_warning() {
+    let default = Fixture::new();
+    assert_eq!(max_unavailable(&default, "files-db"), 1);
+    assert_eq!(max_unavailable(&default, "files-rabbitmq"), 1);
+    assert!(filestore_operator::build::disruption_warnings(&default.fs.spec).is_empty());
+
+    let fragile = Fixture::new().with(|s| {
+        s.database.managed.instances = 2;
+        s.database.managed.synchronous_standbys = 1;
+        s.queue.replicas = 2;
+    });
+    assert_eq!(
+        max_unavailable(&fragile, "files-db"),
+        0,
+        "evicting either of 2 instances stops every commit"
+    );
+    assert_eq!(
+        max_unavailable(&fragile, "files-rabbitmq"),
+        0,
+        "evicting either of 2 nodes loses the quorum"
+    );
+    let warnings = filestore_operator::build::disruption_warnings(&fragile.fs.spec);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].starts_with("database: 2 instances with 1 synchronous standby"));
+    assert!(warnings[1].starts_with("queue: 2 RabbitMQ nodes"));
+
+    // Only what has no instance or node to spare loses its budget of one; a single instance or
+    // node was asked to be no more available than itself.
+    for (instances, standbys, db_budget, nodes) in [(3, 2, 0, 1), (2, 0, 1, 3), (1, 0, 1, 4)] {
+        let other = Fixture::new().with(|s| {
+            s.database.managed.instances = instances;
+            s.database.managed.synchronous_standbys = standbys;
+            s.queue.replicas = nodes;
+        });
+        assert_eq!(
+            max_unavailable(&other, "files-db"),
+            db_budget,
+            "{instances} instances, {standbys} synchronous"
+        );
+        assert_eq!(
+            max_unavailable(&other, "files-rabbitmq"),
+            1,
+            "{nodes} nodes"
+        );
+    }
+}

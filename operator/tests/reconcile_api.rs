@@ -1,6 +1,7 @@
 //! A full reconcile against a mocked API server (kube's `Client` over a tower-test service):
 //! exactly the expected reads, server-side applies, status patch and events; errors from the
-//! server become typed errors and requeues; deletion runs the finalizer.
+//! server become typed errors and requeues; deletion runs the finalizer. Every request a
+//! reconcile makes must be one the chart's RBAC allows.
 mod support;
 
 use std::collections::BTreeMap;
@@ -226,7 +227,13 @@ async fn reconcile_once(
     .await
     .expect("the reconcile finishes");
     server.abort();
-    let calls = calls.lock().unwrap().clone();
+    let calls: Vec<Call> = calls.lock().unwrap().clone();
+    support::rbac::assert_chart_allows(
+        "prod",
+        calls
+            .iter()
+            .map(|c| (c.method.as_str(), c.path.as_str(), c.query.as_str())),
+    );
     Run { result, calls }
 }
 
@@ -723,4 +730,86 @@ async fn credentials_a_changed_spec_needs_are_added_on_the_stored_version_only()
         assert_eq!(&written["data"][key], value, "{key} is kept as stored");
     }
     assert!(written["data"]["erlangCookie"].is_string());
+}
+
+#[tokio::test]
+async fn the_primary_is_remembered_while_its_pod_is_gone_and_its_successor_gets_the_label_back() {
+    let mut fixture = Fixture::new();
+    fixture.database_initialised = true;
+    let mut cluster = running_cluster(&fixture);
+    // files-db-0 was primary; its pod was just deleted (evicted, its node lost) and the
+    // StatefulSet has not re-created it yet. No failover chose another primary.
+    cluster.pods = vec![
+        pod("files-db-1", Some("replica"), true),
+        pod("files-db-2", Some("replica"), true),
+    ];
+    let fs = remembering_primary(with_finalizer(fixture.fs.clone()), "files-db-0");
+    let gone = reconcile_once(fs.clone(), cluster.clone(), Some(BTreeMap::new())).await;
+    assert!(gone.result.is_ok(), "{:?}", gone.result);
+    assert!(role_patches(&gone).is_empty());
+    let status = gone.body_of(&format!("{FILESTORES}/status"))["status"].clone();
+    assert_eq!(
+        status["database"]["primary"], "files-db-0",
+        "a primary without a pod is still the primary: {status}"
+    );
+    assert_eq!(condition(&status, "DatabaseReady")["reason"], "NoPrimary");
+
+    // The next reconcile starts from the status the last one wrote; the pod is back, unlabelled.
+    let mut fs = fs;
+    fs.status = Some(serde_json::from_value(status).unwrap());
+    cluster.pods.insert(0, pod("files-db-0", None, false));
+    let back = reconcile_once(fs, cluster, Some(BTreeMap::new())).await;
+    assert!(back.result.is_ok(), "{:?}", back.result);
+    assert_eq!(
+        role_patches(&back),
+        [("files-db-0".to_owned(), json!("primary"))],
+        "the new incarnation is the primary again, not a replica waiting for one"
+    );
+    let status = &back.body_of(&format!("{FILESTORES}/status"))["status"];
+    assert_eq!(status["database"]["primary"], "files-db-0");
+}
+
+#[tokio::test]
+async fn a_spec_one_eviction_would_stop_gets_a_budget_of_none_and_one_warning_per_change() {
+    let fragile = Fixture::new().with(|s| {
+        s.database.managed.instances = 2;
+        s.database.managed.synchronous_standbys = 1;
+        s.queue.replicas = 2;
+    });
+    let run = reconcile_once(with_finalizer(fragile.fs.clone()), Cluster::default(), None).await;
+    assert!(run.result.is_ok(), "{:?}", run.result);
+    for budget in ["files-db", "files-rabbitmq"] {
+        let pdb = run.body_of(&format!(
+            "/apis/policy/v1/namespaces/prod/poddisruptionbudgets/{budget}"
+        ));
+        assert_eq!(pdb["spec"]["maxUnavailable"], 0, "{budget}");
+    }
+    let unsafe_notes: Vec<String> = run
+        .calls
+        .iter()
+        .filter(|c| c.path.ends_with("/events") && c.body["reason"] == "DisruptionUnsafe")
+        .map(|c| {
+            assert_eq!(c.body["type"], "Warning");
+            c.body["note"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(unsafe_notes.len(), 1, "one warning: {unsafe_notes:?}");
+    assert!(unsafe_notes[0].contains("one evicted instance stops every commit"));
+    assert!(unsafe_notes[0].contains("lose their quorum on one eviction"));
+
+    // Once the operator has seen this generation, it does not say it again on every poll.
+    let mut seen = with_finalizer(fragile.fs.clone());
+    seen.status = Some(filestore_operator::crd::FileStoreStatus {
+        observed_generation: seen.metadata.generation,
+        ..Default::default()
+    });
+    let again = reconcile_once(seen, Cluster::default(), None).await;
+    assert!(
+        !again
+            .events()
+            .iter()
+            .any(|(_, reason)| reason == "DisruptionUnsafe"),
+        "{:?}",
+        again.events()
+    );
 }

@@ -4,6 +4,9 @@
 //! primary labelled primary (the read-write Service follows it), the old one fenced and
 //! restarted; an old primary that comes back unfenced is fenced again and given the replica
 //! label, on which its start script rewinds it (tested on its own in operator_postgres_start).
+//! Every request is one the chart's RBAC allows.
+#[path = "../../operator/tests/support/rbac.rs"]
+mod rbac;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,11 +26,37 @@ use serde_json::{Value, json};
 
 const SELECTOR: &str = "app.kubernetes.io/instance=files,app.kubernetes.io/component=database";
 
-/// The pods as the fake API server holds them, and every write it was asked for.
+/// The pods as the fake API server holds them, every write it was asked for, and every request
+/// (method, path, query).
 #[derive(Default)]
 struct Pods {
     by_name: BTreeMap<String, Value>,
     writes: Vec<String>,
+    requests: Vec<(String, String, String)>,
+    incarnations: u32,
+}
+
+impl Pods {
+    fn record(&mut self, method: &Method, uri: &axum::http::Uri) {
+        self.requests.push((
+            method.to_string(),
+            uri.path().to_owned(),
+            uri.query().unwrap_or_default().to_owned(),
+        ));
+    }
+
+    /// A pod as the StatefulSet makes it: a new UID each time.
+    fn create(&mut self, name: &str, role: Option<&str>) {
+        self.incarnations += 1;
+        let mut p = pod(name, role.unwrap_or_default());
+        p["metadata"]["uid"] = format!("uid-{}", self.incarnations).into();
+        if role.is_none() {
+            if let Some(labels) = p["metadata"]["labels"].as_object_mut() {
+                labels.remove("filestore.dev/role");
+            }
+        }
+        self.by_name.insert(name.into(), p);
+    }
 }
 
 type Shared = Arc<Mutex<Pods>>;
@@ -49,8 +78,10 @@ fn not_found(name: &str) -> Response {
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
-async fn list(State(pods): State<Shared>) -> Response {
-    let items: Vec<Value> = pods.lock().unwrap().by_name.values().cloned().collect();
+async fn list(State(pods): State<Shared>, method: Method, uri: axum::http::Uri) -> Response {
+    let mut pods = pods.lock().unwrap();
+    pods.record(&method, &uri);
+    let items: Vec<Value> = pods.by_name.values().cloned().collect();
     axum::Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}))
         .into_response()
 }
@@ -58,10 +89,12 @@ async fn list(State(pods): State<Shared>) -> Response {
 async fn one(
     State(pods): State<Shared>,
     method: Method,
+    uri: axum::http::Uri,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
     let mut pods = pods.lock().unwrap();
+    pods.record(&method, &uri);
     if method == Method::PATCH {
         let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let role = patch["metadata"]["labels"]["filestore.dev/role"]
@@ -74,13 +107,12 @@ async fn one(
         p["metadata"]["labels"]["filestore.dev/role"] = role.into();
     } else if method == Method::DELETE {
         pods.writes.push(format!("delete {name}"));
-        let Some(p) = pods.by_name.get_mut(&name) else {
+        let Some(old) = pods.by_name.get(&name).cloned() else {
             return not_found(&name);
         };
-        // The StatefulSet recreates it at once, without the role label.
-        if let Some(labels) = p["metadata"]["labels"].as_object_mut() {
-            labels.remove("filestore.dev/role");
-        }
+        // The StatefulSet recreates it at once: a new incarnation, without the role label.
+        pods.create(&name, None);
+        return axum::Json(old).into_response();
     }
     match pods.by_name.get(&name) {
         Some(p) => axum::Json(p.clone()).into_response(),
@@ -97,10 +129,7 @@ impl FakeKube {
     async fn start(roles: &[(&str, &str)]) -> FakeKube {
         let pods: Shared = Arc::default();
         for (name, role) in roles {
-            pods.lock()
-                .unwrap()
-                .by_name
-                .insert((*name).into(), pod(name, role));
+            pods.lock().unwrap().create(name, Some(role));
         }
         let app = Router::new()
             .route("/api/v1/namespaces/prod/pods", get(list))
@@ -122,6 +151,17 @@ impl FakeKube {
         self.pods.lock().unwrap().by_name[name]["metadata"]["labels"]["filestore.dev/role"]
             .as_str()
             .map(str::to_owned)
+    }
+
+    /// Fails when the chart's RBAC does not allow every request made so far.
+    fn check_rbac(&self) {
+        let requests = self.pods.lock().unwrap().requests.clone();
+        rbac::assert_chart_allows(
+            "prod",
+            requests
+                .iter()
+                .map(|(m, p, q)| (m.as_str(), p.as_str(), q.as_str())),
+        );
     }
 
     /// The writes since the last call.
@@ -219,8 +259,7 @@ async fn a_failover_on_pods_promotes_by_sql_and_moves_the_role_labels() {
     kube.pods
         .lock()
         .unwrap()
-        .by_name
-        .insert("files-db-0".into(), pod("files-db-0", "replica"));
+        .create("files-db-0", Some("replica"));
     pg.start_member("pg0");
     let step = pg
         .tick_until(&mut sup, &ops, Duration::from_secs(60), |s| {
@@ -244,4 +283,5 @@ async fn a_failover_on_pods_promotes_by_sql_and_moves_the_role_labels() {
         "a second primary is fenced and restarted, then told to follow"
     );
     assert_eq!(kube.role("files-db-0").as_deref(), Some("replica"));
+    kube.check_rbac();
 }

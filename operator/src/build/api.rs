@@ -29,6 +29,7 @@ pub fn build(owner: &Owner, spec: &FileStoreSpec, config_hash: &str) -> Vec<Owne
             owner,
             names::api(&owner.name),
             COMPONENT,
+            1,
         )),
     ];
     if let Some(wanted) = &spec.api.ingress {

@@ -29,6 +29,11 @@ const SCRIPTS_DIR: &str = "/etc/filestore-db";
 /// Where start.sh finds the pod's labels (`POD_LABELS` overrides it).
 const PODINFO_DIR: &str = "/etc/podinfo";
 const START_SCRIPT: &str = include_str!("database/start.sh");
+/// PostgreSQL's dynamic shared memory (parallel queries) lives in /dev/shm, which container
+/// runtimes cap at 64 MiB: a parallel hash join over a large table fails with "could not resize
+/// shared memory segment". A memory-backed volume of four times that, counted against the
+/// pod's memory, is room for the parallel workers of a mid-sized instance.
+pub const SHM_SIZE: &str = "256Mi";
 
 pub fn build(owner: &Owner, spec: &FileStoreSpec, inputs: &Inputs) -> Vec<Owned> {
     let db = &spec.database.managed;
@@ -49,9 +54,22 @@ pub fn build(owner: &Owner, spec: &FileStoreSpec, inputs: &Inputs) -> Vec<Owned>
             owner,
             names::database(&owner.name),
             COMPONENT,
+            if one_eviction_blocks_commits(db) {
+                0
+            } else {
+                1
+            },
         )),
         Owned::StatefulSet(stateful_set(owner, db)),
     ]
+}
+
+/// Commits wait for `synchronousStandbys` standbys; with no instance to spare (2 instances, 1
+/// synchronous standby), evicting a standby stops every commit until it is back, and evicting
+/// the primary leaves the promoted standby without one. Its disruption budget then allows no
+/// eviction: a drain waits, visibly, for someone to add an instance or move a pod by hand.
+pub fn one_eviction_blocks_commits(db: &ManagedDatabase) -> bool {
+    db.synchronous_standbys > 0 && db.instances <= db.synchronous_standbys + 1
 }
 
 /// Instance names, as `synchronous_standby_names` lists them.
@@ -199,6 +217,7 @@ fn container(owner: &Owner, db: &ManagedDatabase) -> Container {
             mount("podinfo", PODINFO_DIR, true),
             run_mount,
             tmp_mount,
+            mount("shm", "/dev/shm", false),
         ]),
         ..Container::default()
     }
@@ -226,8 +245,8 @@ pub fn stateful_set(owner: &Owner, db: &ManagedDatabase) -> StatefulSet {
                 }),
                 ..Volume::default()
             },
-            // start.sh reads the role the operator gave the pod; the kubelet keeps the file
-            // current, so an instance waiting for its role sees the label change.
+            // start.sh reads the role the operator gave the pod; the kubelet rewrites the file
+            // when it syncs the pod, which a label change triggers (see start.sh).
             Volume {
                 name: "podinfo".into(),
                 downward_api: Some(DownwardAPIVolumeSource {
@@ -245,6 +264,7 @@ pub fn stateful_set(owner: &Owner, db: &ManagedDatabase) -> StatefulSet {
             },
             pod::empty_dir("run"),
             pod::empty_dir("tmp"),
+            pod::memory_dir("shm", SHM_SIZE),
         ]),
         security_context: Some(pod::pod_security(POSTGRES_UID)),
         automount_service_account_token: Some(false),

@@ -47,8 +47,11 @@ pub enum BuildError {
     InvalidSpec(String),
 }
 
+/// The DNS domain of a cluster that does not say otherwise.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
 /// What a build needs beyond the FileStore itself.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Inputs {
     /// The generated credentials, as they are (or will be) stored.
     pub credentials: Credentials,
@@ -57,6 +60,20 @@ pub struct Inputs {
     /// The managed database has been initialised: an instance 0 that finds its volume empty
     /// must then clone from the primary rather than start a new, empty cluster.
     pub database_initialised: bool,
+    /// The cluster's DNS domain (kubelet's `clusterDomain`), in the names RabbitMQ nodes know
+    /// each other by.
+    pub cluster_domain: String,
+}
+
+impl Default for Inputs {
+    fn default() -> Self {
+        Self {
+            credentials: Credentials::default(),
+            worker_replicas: BTreeMap::new(),
+            database_initialised: false,
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
+        }
+    }
 }
 
 /// One object the operator owns, typed so that builders can be checked field by field.
@@ -193,7 +210,7 @@ pub fn build_all(fs: &FileStore, inputs: &Inputs) -> Result<Vec<Owned>, BuildErr
         out.extend(database::build(&owner, spec, inputs));
     }
     if spec.queue.mode == Provisioning::Managed {
-        out.extend(queue::build(&owner, spec, &inputs.credentials));
+        out.extend(queue::build(&owner, spec, inputs));
     }
     let config_hash = config::hash(&settings);
     out.extend(api::build(&owner, spec, &config_hash));
@@ -204,6 +221,28 @@ pub fn build_all(fs: &FileStore, inputs: &Inputs) -> Result<Vec<Owned>, BuildErr
         &config_hash,
     ));
     Ok(out)
+}
+
+/// What in the spec would stop a component on a single voluntary eviction (a drain, an
+/// upgrade): such a component gets a disruption budget that allows no eviction, and the
+/// FileStore a warning that says why. Not refused: a FileStore that already runs so must keep
+/// being reconciled (and failed over).
+pub fn disruption_warnings(spec: &crate::crd::FileStoreSpec) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let db = &spec.database.managed;
+    if spec.database.mode == Provisioning::Managed && database::one_eviction_blocks_commits(db) {
+        warnings.push(format!(
+            "database: {} instances with {} synchronous standby(s) leave none to spare, so one evicted instance stops every commit; its PodDisruptionBudget allows no eviction (drains wait) until instances exceed synchronousStandbys + 1",
+            db.instances, db.synchronous_standbys
+        ));
+    }
+    if spec.queue.mode == Provisioning::Managed && queue::one_eviction_loses_quorum(&spec.queue) {
+        warnings.push(format!(
+            "queue: {} RabbitMQ nodes lose their quorum on one eviction; its PodDisruptionBudget allows no eviction (drains wait) until there are 3 or more",
+            spec.queue.replicas
+        ));
+    }
+    warnings
 }
 
 /// What the CRD's schema cannot say: checked before anything is applied.

@@ -93,6 +93,21 @@ pub fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
+/// A memory-backed directory of at most `size` (a quantity); it counts against the pod's
+/// memory.
+pub fn memory_dir(name: &str, size: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".into()),
+            size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                size.into(),
+            )),
+        }),
+        ..Volume::default()
+    }
+}
+
 /// A writable scratch directory on a read-only root filesystem (mounted with [`mount`]).
 pub fn empty_dir(name: &str) -> Volume {
     Volume {
@@ -126,12 +141,18 @@ pub fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-/// Voluntary disruptions (drains, upgrades) take at most one pod of `component` at a time.
-pub fn disruption_budget(owner: &Owner, name: String, component: &str) -> PodDisruptionBudget {
+/// Voluntary disruptions (drains, upgrades) take at most `max_unavailable` pods of `component`
+/// at a time: one, or none where a single eviction would stop the component.
+pub fn disruption_budget(
+    owner: &Owner,
+    name: String,
+    component: &str,
+    max_unavailable: i32,
+) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: owner.meta(name, component),
         spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
+            max_unavailable: Some(IntOrString::Int(max_unavailable)),
             selector: Some(LabelSelector {
                 match_labels: Some(owner.selector(component)),
                 ..LabelSelector::default()

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::Inputs;
 use super::pod::{self, env, mount};
 use super::process::{AMQP_PORT, QUEUE_USER};
 use super::secrets::{self, Credentials};
@@ -27,39 +28,58 @@ const EPMD_PORT: i32 = 4369;
 const DISTRIBUTION_PORT: i32 = 25672;
 const DATA_DIR: &str = "/var/lib/rabbitmq";
 
-pub fn build(owner: &Owner, spec: &FileStoreSpec, credentials: &Credentials) -> Vec<Owned> {
+pub fn build(owner: &Owner, spec: &FileStoreSpec, inputs: &Inputs) -> Vec<Owned> {
     let queue = &spec.queue;
+    let domain = &inputs.cluster_domain;
     vec![
-        Owned::ConfigMap(config(owner, queue)),
-        Owned::Secret(default_user(owner, credentials)),
+        Owned::ConfigMap(config(owner, queue, domain)),
+        Owned::Secret(default_user(owner, &inputs.credentials)),
         Owned::Service(nodes_service(owner)),
         Owned::Service(client_service(owner)),
         Owned::PodDisruptionBudget(pod::disruption_budget(
             owner,
             names::queue(&owner.name),
             COMPONENT,
+            if one_eviction_loses_quorum(queue) {
+                0
+            } else {
+                1
+            },
         )),
-        Owned::StatefulSet(stateful_set(owner, queue)),
+        Owned::StatefulSet(stateful_set(owner, queue, domain)),
     ]
 }
 
-/// The DNS name of node `ordinal`, as Erlang distribution knows it.
-pub fn node_name(owner: &Owner, ordinal: i32) -> String {
+/// Quorum queues need a majority of the nodes: of 2, both. One eviction would stop every queue,
+/// so the disruption budget then allows none. (A single node has no quorum to keep: one node
+/// was asked for, and its eviction is the outage that choice means.)
+pub fn one_eviction_loses_quorum(queue: &QueueSpec) -> bool {
+    queue.replicas > 1 && queue.replicas - 1 < queue.replicas / 2 + 1
+}
+
+/// The fully qualified name of the pod `pod` under the nodes' headless Service, in the cluster
+/// DNS domain `domain`: what Erlang distribution resolves (long names).
+fn node_host(owner: &Owner, pod: &str, domain: &str) -> String {
     format!(
-        "rabbit@{}.{}.{}.svc.cluster.local",
-        names::ordinal_pod(&names::queue(&owner.name), ordinal),
+        "{pod}.{}.{}.svc.{domain}",
         names::queue_nodes(&owner.name),
         owner.namespace
     )
 }
 
-pub fn rabbitmq_conf(owner: &Owner, queue: &QueueSpec) -> String {
+/// The Erlang node name of node `ordinal`.
+pub fn node_name(owner: &Owner, ordinal: i32, domain: &str) -> String {
+    let pod = names::ordinal_pod(&names::queue(&owner.name), ordinal);
+    format!("rabbit@{}", node_host(owner, &pod, domain))
+}
+
+pub fn rabbitmq_conf(owner: &Owner, queue: &QueueSpec, domain: &str) -> String {
     let mut conf = String::from("cluster_formation.peer_discovery_backend = classic_config\n");
     for i in 0..queue.replicas {
         conf.push_str(&format!(
             "cluster_formation.classic_config.nodes.{} = {}\n",
             i + 1,
-            node_name(owner, i)
+            node_name(owner, i, domain)
         ));
     }
     conf.push_str(&format!(
@@ -77,11 +97,14 @@ vm_memory_high_watermark.relative = 0.6
     conf
 }
 
-pub fn config(owner: &Owner, queue: &QueueSpec) -> ConfigMap {
+pub fn config(owner: &Owner, queue: &QueueSpec, domain: &str) -> ConfigMap {
     ConfigMap {
         metadata: owner.meta(names::queue_config(&owner.name), COMPONENT),
         data: Some(BTreeMap::from([
-            ("10-filestore.conf".to_owned(), rabbitmq_conf(owner, queue)),
+            (
+                "10-filestore.conf".to_owned(),
+                rabbitmq_conf(owner, queue, domain),
+            ),
             (
                 "enabled_plugins".to_owned(),
                 "[rabbitmq_management,rabbitmq_prometheus].\n".to_owned(),
@@ -154,8 +177,11 @@ pub fn client_service(owner: &Owner) -> Service {
     }
 }
 
-fn container(owner: &Owner, queue: &QueueSpec) -> Container {
+fn container(owner: &Owner, queue: &QueueSpec, domain: &str) -> Container {
     let tmp_mount = pod::mount("tmp", "/tmp", false);
+    // The CLI tools the probes run (rabbitmq-diagnostics) address the node named by
+    // RABBITMQ_NODENAME and RABBITMQ_USE_LONGNAME in this same environment, so they follow the
+    // cluster domain with the node itself.
     Container {
         name: "rabbitmq".into(),
         image: Some(queue.image.clone()),
@@ -163,11 +189,7 @@ fn container(owner: &Owner, queue: &QueueSpec) -> Container {
             pod::field_env("POD_NAME", "metadata.name"),
             env(
                 "RABBITMQ_NODENAME",
-                format!(
-                    "rabbit@$(POD_NAME).{}.{}.svc.cluster.local",
-                    names::queue_nodes(&owner.name),
-                    owner.namespace
-                ),
+                format!("rabbit@{}", node_host(owner, "$(POD_NAME)", domain)),
             ),
             env("RABBITMQ_USE_LONGNAME", "true"),
             env("RABBITMQ_CONFIG_FILES", "/etc/rabbitmq/conf.d"),
@@ -281,7 +303,7 @@ fn config_volume(owner: &Owner) -> Volume {
     }
 }
 
-pub fn stateful_set(owner: &Owner, queue: &QueueSpec) -> StatefulSet {
+pub fn stateful_set(owner: &Owner, queue: &QueueSpec, domain: &str) -> StatefulSet {
     let members = Members {
         name: names::queue(&owner.name),
         component: COMPONENT,
@@ -293,7 +315,7 @@ pub fn stateful_set(owner: &Owner, queue: &QueueSpec) -> StatefulSet {
     };
     let pod = PodSpec {
         init_containers: Some(vec![cookie_installer(queue)]),
-        containers: vec![container(owner, queue)],
+        containers: vec![container(owner, queue, domain)],
         volumes: Some(vec![
             config_volume(owner),
             Volume {

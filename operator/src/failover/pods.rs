@@ -3,14 +3,14 @@
 //! script waits for its label before it serves (see `build/database/start.sh`). So promoting
 //! is SQL on the chosen pod, repointing is moving labels (the standbys follow `-db-rw` by
 //! themselves), fencing is a label that takes the pod out of both Services plus a restart that
-//! stops the old server, and rejoining is the replica label, on which the start script rewinds
+//! stops the old server (retried until the pod is a new incarnation: another UID), and rejoining is the replica label, on which the start script rewinds
 //! the former primary and starts it as a standby.
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
 use sqlx::postgres::PgConnectOptions;
 
@@ -38,6 +38,8 @@ pub struct PodInstances {
     address: Box<Address>,
     /// What each instance was when it last answered, to report the dead with it.
     last_seen: Mutex<BTreeMap<String, Instance>>,
+    /// Fences not yet done: the UID of the pod incarnation each must see gone.
+    fencing: Mutex<BTreeMap<String, String>>,
 }
 
 impl PodInstances {
@@ -55,6 +57,7 @@ impl PodInstances {
             superuser_password,
             address: Box::new(pod_address),
             last_seen: Mutex::new(BTreeMap::new()),
+            fencing: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -70,6 +73,45 @@ impl PodInstances {
             last.extend(seen.iter().map(|i| (i.name.clone(), i.clone())));
         }
         self
+    }
+
+    /// Takes over the fences an earlier tick began and could not finish, so that a retry
+    /// recognises the new incarnation instead of restarting it again.
+    pub fn fencing(self, pending: BTreeMap<String, String>) -> Self {
+        if let Ok(mut fencing) = self.fencing.lock() {
+            fencing.extend(pending);
+        }
+        self
+    }
+
+    /// The fences begun and not finished: instance name to the UID that must go.
+    pub fn pending_fences(&self) -> BTreeMap<String, String> {
+        self.fencing.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    fn fence_target(&self, instance: &str, uid: &str) -> String {
+        match self.fencing.lock() {
+            Ok(mut fencing) => fencing
+                .entry(instance.to_owned())
+                .or_insert_with(|| uid.to_owned())
+                .clone(),
+            Err(_) => uid.to_owned(),
+        }
+    }
+
+    fn fenced_done(&self, instance: &str) {
+        if let Ok(mut fencing) = self.fencing.lock() {
+            fencing.remove(instance);
+        }
+    }
+
+    /// Whether the incarnation `uid` of `instance` is gone: no pod, or one with another UID.
+    async fn incarnation_gone(&self, instance: &str, uid: &str) -> Result<bool, OpsError> {
+        match self.pods.get_opt(instance).await {
+            Ok(None) => Ok(true),
+            Ok(Some(pod)) => Ok(pod.uid().as_deref() != Some(uid)),
+            Err(e) => Err(ops_error("fence", instance, e)),
+        }
     }
 
     fn connect_options(&self, pod: &Pod) -> Option<PgConnectOptions> {
@@ -162,21 +204,55 @@ impl InstanceOps for PodInstances {
     }
 
     async fn fence(&self, instance: &str) -> Result<(), OpsError> {
-        let pod = self.pod("fence", instance).await?;
-        if role_of(&pod) == Some(ROLE_FENCED) {
+        // A label alone is not a fence: the server it names may still run (a delete that was
+        // refused, a pod that came back). Done only once the incarnation that was primary, by
+        // UID, is gone; until then every tick labels and deletes it again.
+        let pod = match self.pods.get_opt(instance).await {
+            Ok(Some(pod)) => pod,
+            Ok(None) => {
+                self.fenced_done(instance);
+                return Ok(());
+            }
+            Err(e) => return Err(ops_error("fence", instance, e)),
+        };
+        let Some(uid) = pod.uid() else {
+            return Err(ops_error("fence", instance, "the pod has no uid"));
+        };
+        let target = self.fence_target(instance, &uid);
+        if uid != target {
+            // The StatefulSet made a new pod: the old server is gone, and this one waits for a
+            // role before it serves (start.sh).
+            self.fenced_done(instance);
             return Ok(());
         }
-        self.label("fence", instance, ROLE_FENCED).await?;
-        // The label takes it out of the Services; the restart stops a server that may still
-        // hold connections. The new pod waits for a role (see start.sh).
+        if role_of(&pod) != Some(ROLE_FENCED) {
+            self.label("fence", instance, ROLE_FENCED).await?;
+        }
+        // The label takes it out of the Services; the delete (grace 0: removed from the API at
+        // once, the kubelet kills the containers) stops a server that may still hold
+        // connections. The UID precondition never deletes a successor by mistake.
         let now = DeleteParams {
             grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(target.clone()),
+                resource_version: None,
+            }),
             ..DeleteParams::default()
         };
         match self.pods.delete(instance, &now).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(e) => Err(ops_error("fence", instance, e)),
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(ops_error("fence", instance, e)),
+        }
+        if self.incarnation_gone(instance, &target).await? {
+            self.fenced_done(instance);
+            Ok(())
+        } else {
+            Err(ops_error(
+                "fence",
+                instance,
+                format!("pod {instance} (uid {target}) is still there; fencing it again"),
+            ))
         }
     }
 

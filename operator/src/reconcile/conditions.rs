@@ -5,8 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use super::observed::{Observed, pod_ready, ready_replicas, set_ready_replicas};
-use crate::build::LABEL_ROLE;
 use crate::build::database::ROLE_PRIMARY;
+use crate::build::{LABEL_ROLE, names};
 use crate::crd::{FileStore, Provisioning};
 use crate::failover::{ReplicationStatus, StandbyStatus};
 
@@ -152,6 +152,15 @@ pub fn database(fs: &FileStore, seen: &Observed) -> Verdict {
             ),
         ),
     }
+}
+
+/// The primary the status names, when it is still one of the instances the spec asks for.
+pub fn remembered_primary(fs: &FileStore) -> Option<String> {
+    let name = fs.status.as_ref()?.database.as_ref()?.primary.clone()?;
+    let set = names::database(&fs.name_any());
+    (0..fs.spec.database.managed.instances)
+        .any(|i| names::ordinal_pod(&set, i) == name)
+        .then_some(name)
 }
 
 /// The instance labelled primary, ready or not.
@@ -312,7 +321,13 @@ pub fn replication(fs: &FileStore, seen: &Observed) -> Option<ReplicationStatus>
     {
         return Some(probed);
     }
-    let primary = primary_pod(seen).map(|p| p.name_any());
+    // No pod labelled primary is not a new primary: the pod may be gone for a moment (deleted,
+    // evicted, its node lost) and come back without its label. The one remembered stays primary
+    // until the failover routine moves the label, so that its next incarnation gets the label
+    // back (plan::role_labels) instead of becoming a replica of nobody.
+    let primary = primary_pod(seen)
+        .map(|p| p.name_any())
+        .or_else(|| remembered_primary(fs));
     Some(ReplicationStatus {
         standbys: seen
             .database_pods

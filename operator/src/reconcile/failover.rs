@@ -25,6 +25,10 @@ pub struct Supervisors {
 struct Watched {
     supervisor: Supervisor,
     last_step: Option<Step>,
+    /// Fences a failed tick left unfinished (instance to pod UID), for the next tick only: a
+    /// tick that succeeds has finished or abandoned them, and a UID remembered longer could
+    /// take a later, unrelated restart for a finished fence.
+    pending_fences: BTreeMap<String, String>,
 }
 
 /// What one tick found and did.
@@ -97,15 +101,20 @@ impl Supervisors {
         let watched = self.by_filestore.entry(key).or_insert_with(|| Watched {
             supervisor: Supervisor::new(policy(fs)),
             last_step: None,
+            pending_fences: BTreeMap::new(),
         });
         watched.supervisor.set_policy(policy(fs));
         let ops = PodInstances::new(client.clone(), ns, instances, selector, password)
-            .remembering(watched.supervisor.last_seen());
+            .remembering(watched.supervisor.last_seen())
+            .fencing(std::mem::take(&mut watched.pending_fences));
         let step = match watched.supervisor.tick(&ops, Instant::now()).await {
             Ok(step) => step,
-            Err(e) => Step::Refused {
-                reason: format!("the failover routine failed: {e}"),
-            },
+            Err(e) => {
+                watched.pending_fences = ops.pending_fences();
+                Step::Refused {
+                    reason: format!("the failover routine failed: {e}"),
+                }
+            }
         };
         let notice = notice(watched.last_step.as_ref(), &step);
         watched.last_step = Some(step.clone());

@@ -118,6 +118,8 @@ pub struct Context {
     pub queue_probe: Arc<dyn QueueProbe>,
     pub pools: Mutex<Pools>,
     pub supervisors: Mutex<failover::Supervisors>,
+    /// The cluster's DNS domain, for the names the managed backends know each other by.
+    pub cluster_domain: String,
     started: Instant,
 }
 
@@ -129,8 +131,15 @@ impl Context {
             queue_probe,
             pools: Mutex::new(Pools::default()),
             supervisors: Mutex::new(failover::Supervisors::default()),
+            cluster_domain: build::DEFAULT_CLUSTER_DOMAIN.to_owned(),
             started: Instant::now(),
         }
+    }
+
+    /// The same context in the DNS domain `domain` (`cluster.local` unless told).
+    pub fn with_cluster_domain(mut self, domain: &str) -> Self {
+        self.cluster_domain = domain.trim_end_matches('.').to_owned();
+        self
     }
 }
 
@@ -198,15 +207,13 @@ async fn apply(fs: &FileStore, ctx: &Context) -> Result<Action, Error> {
     let elapsed = ctx.started.elapsed();
     let (replicas, scaling) = ctx.pools.lock().await.scale(fs, &seen, elapsed);
     crate::metrics::pools(fs, &replicas, &seen);
-    let plan = plan::plan(
-        fs,
-        &seen,
+    let inputs = build::Inputs {
         credentials,
-        &generated,
-        replicas,
-        scaling,
-        &now(),
-    )?;
+        worker_replicas: replicas,
+        cluster_domain: ctx.cluster_domain.clone(),
+        ..build::Inputs::default()
+    };
+    let plan = plan::plan(fs, &seen, inputs, &generated, scaling, &now())?;
     let generated_name = names::generated_secret(&fs.name_any());
     for object in &plan.objects {
         match object {
@@ -303,9 +310,10 @@ async fn queue_depths(
             let credentials = Credentials::from_secret(seen.credentials.as_ref()?);
             let password = credentials.get(secrets::QUEUE_PASSWORD)?;
             format!(
-                "amqp://{}:{password}@{}.{ns}.svc:{}/%2f",
+                "amqp://{}:{password}@{}.{ns}.svc.{}:{}/%2f",
                 build::process::QUEUE_USER,
                 names::queue(&fs.name_any()),
+                ctx.cluster_domain,
                 build::process::AMQP_PORT
             )
         }

@@ -10,7 +10,6 @@ use super::conditions::{self, READY, Verdict};
 use super::observed::{Observed, pod_ready, pool_depth};
 use crate::autoscale::{Autoscaler, ScalePolicy};
 use crate::build::database::{ROLE_PRIMARY, ROLE_REPLICA};
-use crate::build::secrets::Credentials;
 use crate::build::{self, BuildError, Inputs, LABEL_ROLE, Owned, names};
 use crate::crd::{FileStore, FileStoreStatus, Provisioning, WorkerPool};
 
@@ -130,11 +129,7 @@ pub fn role_labels(
         return Vec::new();
     }
     let has_primary = conditions::primary_pod(seen).is_some();
-    let remembered = fs
-        .status
-        .as_ref()
-        .and_then(|s| s.database.as_ref())
-        .and_then(|d| d.primary.clone());
+    let remembered = conditions::remembered_primary(fs);
     let first = names::ordinal_pod(&names::database(&fs.name_any()), 0);
     let mut labels = Vec::new();
     for pod in &seen.database_pods {
@@ -210,14 +205,13 @@ fn keep_claim_templates(objects: &mut [Owned], seen: &Observed, notices: &mut Ve
     }
 }
 
-/// Everything one reconcile decides, given the credentials (completed, with the keys just
-/// generated) and the pool sizes the autoscaler chose.
+/// Everything one reconcile decides, given the build inputs (the credentials, completed with
+/// the keys just generated, the pool sizes the autoscaler chose, the cluster domain).
 pub fn plan(
     fs: &FileStore,
     seen: &Observed,
-    credentials: Credentials,
+    inputs: Inputs,
     generated: &[&str],
-    worker_replicas: BTreeMap<String, i32>,
     scaling: Vec<Notice>,
     now: &Time,
 ) -> Result<Plan, BuildError> {
@@ -238,10 +232,21 @@ pub fn plan(
         ));
     }
     notices.extend(scaling);
+    // Once per spec change (the budget itself holds drains back meanwhile), and as one event:
+    // the recorder folds events of one reason into a series that keeps the first note.
+    let unsafe_disruptions = build::disruption_warnings(&fs.spec);
+    if previous.observed_generation != fs.metadata.generation && !unsafe_disruptions.is_empty() {
+        notices.push(Notice {
+            warning: true,
+            reason: "DisruptionUnsafe",
+            action: "LimitDisruptions",
+            note: unsafe_disruptions.join("; "),
+        });
+    }
+    let worker_replicas = inputs.worker_replicas.clone();
     let inputs = Inputs {
-        credentials,
-        worker_replicas: worker_replicas.clone(),
         database_initialised: initialised,
+        ..inputs
     };
     let mut objects = build::build_all(fs, &inputs)?;
     keep_claim_templates(&mut objects, seen, &mut notices);

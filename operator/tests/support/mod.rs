@@ -1,5 +1,7 @@
 //! A FileStore fixture builder and helpers to look at what the operator builds.
 #![allow(dead_code)]
+pub mod rbac;
+
 use std::collections::BTreeMap;
 
 use filestore_operator::build::secrets::Credentials;
@@ -18,6 +20,7 @@ pub struct Fixture {
     pub fs: FileStore,
     pub worker_replicas: BTreeMap<String, i32>,
     pub database_initialised: bool,
+    pub cluster_domain: Option<String>,
 }
 
 impl Fixture {
@@ -49,6 +52,7 @@ impl Fixture {
             fs,
             worker_replicas: BTreeMap::new(),
             database_initialised: false,
+            cluster_domain: None,
         }
     }
 
@@ -70,11 +74,15 @@ impl Fixture {
     }
 
     pub fn build(&self) -> Vec<Owned> {
-        let inputs = Inputs {
+        let mut inputs = Inputs {
             credentials: self.credentials(),
             worker_replicas: self.worker_replicas.clone(),
             database_initialised: self.database_initialised,
+            ..Inputs::default()
         };
+        if let Some(domain) = &self.cluster_domain {
+            inputs.cluster_domain = domain.clone();
+        }
         build_all(&self.fs, &inputs).expect("the fixture builds")
     }
 
