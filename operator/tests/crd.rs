@@ -2,7 +2,7 @@
 //! need, and the example resource fits it.
 use std::path::Path;
 
-use filestore_operator::crd::{FileStore, Provisioning, Stage, crd_yaml};
+use filestore_operator::crd::{FileStore, ImageSpec, Provisioning, Stage, crd_yaml};
 
 fn repo_file(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
@@ -106,4 +106,46 @@ fn the_chart_installs_the_same_crd() {
         repo_file("charts/filestore-operator/crds/filestore.yaml") == crd_yaml().unwrap(),
         "charts/filestore-operator/crds/filestore.yaml is stale: copy crds/filestore.yaml there"
     );
+}
+
+#[test]
+fn the_chart_the_default_images_and_the_release_name_one_version() {
+    let chart: serde_yaml::Value =
+        serde_yaml::from_str(&repo_file("charts/filestore-operator/Chart.yaml")).unwrap();
+    let app_version = chart["appVersion"].as_str().expect("an appVersion");
+    let release = "the tag a release publishes (.github/workflows/release.yml)";
+    assert_eq!(
+        app_version,
+        env!("CARGO_PKG_VERSION"),
+        "the chart's appVersion is the workspace version, {release}"
+    );
+    let values: serde_yaml::Value =
+        serde_yaml::from_str(&repo_file("charts/filestore-operator/values.yaml")).unwrap();
+    assert_eq!(
+        values["image"]["tag"], "",
+        "the operator image defaults to the chart's appVersion"
+    );
+    let defaults = ImageSpec::default();
+    assert_eq!(
+        defaults.tag, app_version,
+        "a FileStore runs the Filestore image of the operator's version"
+    );
+    let crd: serde_json::Value = serde_yaml::from_str(&crd_yaml().unwrap()).unwrap();
+    let image = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["image"];
+    assert_eq!(image["properties"]["tag"]["default"], app_version);
+    assert_eq!(image["default"]["tag"], app_version);
+    // The release workflow publishes exactly the repositories the defaults name.
+    let workflow = repo_file(".github/workflows/release.yml");
+    let repository = |r: &str| r.rsplit('/').next().unwrap().to_owned();
+    for name in [
+        repository(&defaults.repository),
+        repository(values["image"]["repository"].as_str().unwrap()),
+    ] {
+        assert!(
+            workflow.contains(&format!("/{name}:${{{{ steps.version.outputs.version }}}}")),
+            "the release workflow publishes {name}"
+        );
+    }
+    assert!(workflow.contains("platforms: linux/amd64,linux/arm64"));
 }
