@@ -254,6 +254,13 @@ pub trait MetadataStore: crate::tree::TreeStore + Send + Sync + 'static {
 
     async fn usage(&self, owner: &OwnerId) -> Result<Usage, StoreError>;
 
+    /// The declared sizes of `owner`'s files still `uploading`: what registrations may yet
+    /// make the server store for them.
+    async fn pending_upload_bytes(&self, owner: &OwnerId) -> Result<u64, StoreError>;
+
+    /// Whether `id` is a version (the head or an older one) of a path in `owner`'s trash.
+    async fn in_trash(&self, owner: &OwnerId, id: &FileId) -> Result<bool, StoreError>;
+
     /// Files still `uploading` whose last change is older than `before_ms` (unix ms).
     async fn stale_uploads(
         &self,

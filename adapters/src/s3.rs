@@ -542,6 +542,9 @@ impl ObjectStore for S3Store {
             .get_object()
             .bucket(self.bucket_of(key))
             .key(key)
+            // The object is immutable, but this URL is a grant that ends: no shared cache may
+            // keep the answer, and the client's own no longer than the URL is valid.
+            .response_cache_control(format!("private, max-age={}", expires_in.as_secs()))
             .presigned(presigning(expires_in)?)
             .await
             .map_err(|e| classify(key, e))?;

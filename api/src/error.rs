@@ -55,6 +55,31 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "invalid_token", detail)
     }
 
+    /// A request body that stopped arriving (see `server::IdleTimeoutBody`).
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body stopped arriving; send it again",
+        )
+    }
+
+    /// A body over what this route accepts.
+    pub fn body_too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", detail)
+    }
+
+    /// A request body that could not be read: stalled (408) or broken off (400).
+    pub fn body_read(err: &(dyn std::error::Error + 'static)) -> Self {
+        if crate::server::is_body_timeout(err) {
+            return Self::request_timeout();
+        }
+        Self::bad_request(
+            "body_read_failed",
+            format!("reading the request body failed: {err}"),
+        )
+    }
+
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
         Self::new(
@@ -85,6 +110,10 @@ impl IntoResponse for ApiError {
         );
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The client stalled mid-body: whatever it sends later is not a new request.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -137,10 +166,7 @@ impl From<ObjectError> for ApiError {
                 "size_mismatch",
                 format!("received {got} bytes; {expected} were declared"),
             ),
-            ObjectError::Source(err) => Self::bad_request(
-                "body_read_failed",
-                format!("reading the request body failed: {err}"),
-            ),
+            ObjectError::Source(err) => Self::body_read(&err),
             ObjectError::Unavailable(d) => {
                 tracing::warn!(error = %d, "object storage unavailable");
                 Self::new(

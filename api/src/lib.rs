@@ -26,7 +26,7 @@ pub use config::ApiConfig;
 pub use state::{AppState, Inner};
 
 /// JSON bodies (registration batches) stay under this; file content is streamed, not buffered.
-const JSON_BODY_LIMIT: usize = 16 * 1024 * 1024;
+pub(crate) const JSON_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -59,7 +59,6 @@ const JSON_BODY_LIMIT: usize = 16 * 1024 * 1024;
         routes::ops::usage,
         routes::ops::healthz,
         routes::ops::readyz,
-        routes::ops::metrics,
     ),
     modifiers(&BearerAuth)
 )]
@@ -124,12 +123,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/usage", get(ops::usage))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .fallback(ops::no_route)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(middleware::from_fn(track_http))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The operations listener's routes (`--metrics-listen`): Prometheus metrics, liveness and
+/// readiness. Metrics stay off the public listener: they name routes, volumes and errors.
+pub fn metrics_router(state: AppState) -> Router {
+    use routes::ops;
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .with_state(state)
 }
 

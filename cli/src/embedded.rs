@@ -16,7 +16,7 @@ use filestore_domain::keys::{Keyring, MasterKey};
 use filestore_domain::signing::UrlSigner;
 use filestore_worker::{BuiltinScanner, Pipeline, WorkerConfig, spawn_stages};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::secrets;
@@ -35,11 +35,13 @@ pub struct EmbeddedConfig {
 
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where /metrics is served, when `--metrics-listen` asked for it.
+    pub metrics_addr: Option<SocketAddr>,
     pub jwt_secret: String,
     pub queue: SqliteQueue,
     pub store: Arc<dyn MetadataStore>,
     tls: bool,
-    shutdown: Option<oneshot::Sender<()>>,
+    shutdown: watch::Sender<bool>,
     server: JoinHandle<anyhow::Result<()>>,
     background: Vec<JoinHandle<()>>,
 }
@@ -55,9 +57,7 @@ impl Running {
         for h in &self.background {
             h.abort();
         }
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        let _ = self.shutdown.send(true);
         (&mut self.server).await.context("server task")?
     }
 
@@ -188,24 +188,59 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Running> {
     let listener = std::net::TcpListener::bind(cfg.api.listen)
         .with_context(|| format!("binding {}", cfg.api.listen))?;
     let addr = listener.local_addr()?;
-    let (tx, rx) = oneshot::channel::<()>();
+    let ops = match cfg.api.metrics_listen {
+        Some(at) => {
+            let l = std::net::TcpListener::bind(at)
+                .with_context(|| format!("binding the metrics listener {at}"))?;
+            Some((l, filestore_api::metrics_router(state.clone())))
+        }
+        None => None,
+    };
+    let metrics_addr = ops.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
+    let (tx, rx) = watch::channel(false);
     let app = filestore_api::router(state);
     let api_cfg = cfg.api.clone();
-    let server = tokio::spawn(async move {
-        filestore_api::server::serve(app, listener, &api_cfg, async {
-            let _ = rx.await;
-        })
-        .await
-        .map_err(anyhow::Error::from)
-    });
+    let server = tokio::spawn(serve_both(app, listener, ops, api_cfg, rx));
     Ok(Running {
         addr,
+        metrics_addr,
         jwt_secret: cfg.api.jwt_secret.clone().unwrap_or(secrets.jwt_secret),
         queue: sqlite_queue,
         store,
         tls: cfg.api.tls_cert.is_some(),
-        shutdown: Some(tx),
+        shutdown: tx,
         server,
         background,
     })
+}
+
+/// Resolves once `stop` says so, or its sender is gone.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Serves the API, and the operations router on its own listener when there is one, until
+/// `stop`; either failing ends both.
+pub async fn serve_both(
+    app: axum::Router,
+    listener: std::net::TcpListener,
+    ops: Option<(std::net::TcpListener, axum::Router)>,
+    api: ApiConfig,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let public = filestore_api::server::serve(app, listener, &api, stopped(stop.clone()));
+    let Some((ops_listener, ops_app)) = ops else {
+        return Ok(public.await?);
+    };
+    // Metrics are scraped over plain HTTP; the address is the operator's choice (loopback
+    // unless told otherwise).
+    let ops_cfg = ApiConfig {
+        tls_cert: None,
+        tls_key: None,
+        allow_plain_http: true,
+        ..api.clone()
+    };
+    let ops = filestore_api::server::serve(ops_app, ops_listener, &ops_cfg, stopped(stop));
+    tokio::try_join!(public, ops)?;
+    Ok(())
 }

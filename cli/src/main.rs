@@ -207,6 +207,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 running.base_url(),
                 data_dir.display()
             );
+            if let Some(m) = running.metrics_addr {
+                println!("metrics for Prometheus: http://{m}/metrics");
+            }
             println!(
                 "token for user {user:?} (also in {}):",
                 token_path.display()

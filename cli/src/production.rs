@@ -13,6 +13,7 @@ use filestore_adapters::{
     MetadataStore, ObjectStore, PostgresOptions, PostgresStore, Queue, RabbitOptions, RabbitQueue,
     S3Options, S3Store, TenantKeys,
 };
+use filestore_api::config::ListenerLimits;
 use filestore_api::{ApiConfig, AppState, Inner};
 use filestore_domain::keys::{Keyring, MasterKey, SecretKey};
 use filestore_domain::signing::UrlSigner;
@@ -232,27 +233,37 @@ pub struct WorkerRoleConfig {
         default_value = "127.0.0.1:9090"
     )]
     pub metrics_listen: SocketAddr,
+    #[command(flatten)]
+    pub limits: ListenerLimits,
 }
 
+/// Serves `app` (and `ops` on its own listener) until SIGINT or SIGTERM.
 async fn serve_until_signal(
     app: axum::Router,
     listener: std::net::TcpListener,
+    ops: Option<(std::net::TcpListener, axum::Router)>,
     api: &ApiConfig,
 ) -> anyhow::Result<()> {
-    let shutdown = async {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        // A dropped sender stops the servers too, so this task holds it until they are done.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGTERM handler; stopping on SIGINT only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
         tracing::info!("shutting down");
-    };
-    filestore_api::server::serve(app, listener, api, shutdown).await?;
-    Ok(())
+        let _ = tx.send(true);
+        tx.closed().await;
+    });
+    crate::embedded::serve_both(app, listener, ops, api.clone(), rx).await
 }
 
 pub async fn run_api(cfg: ApiRoleConfig) -> anyhow::Result<()> {
@@ -275,8 +286,17 @@ pub async fn run_api(cfg: ApiRoleConfig) -> anyhow::Result<()> {
     tokio::spawn(relay.run());
     let listener = std::net::TcpListener::bind(cfg.api.listen)
         .with_context(|| format!("binding {}", cfg.api.listen))?;
+    let ops = match cfg.api.metrics_listen {
+        Some(at) => {
+            let l = std::net::TcpListener::bind(at)
+                .with_context(|| format!("binding the metrics listener {at}"))?;
+            tracing::info!(metrics = %l.local_addr()?, "serving /metrics");
+            Some((l, filestore_api::metrics_router(state.clone())))
+        }
+        None => None,
+    };
     tracing::info!(addr = %listener.local_addr()?, "filestore api is serving");
-    serve_until_signal(filestore_api::router(state), listener, &cfg.api).await
+    serve_until_signal(filestore_api::router(state), listener, ops, &cfg.api).await
 }
 
 fn scanner(cfg: &WorkerRoleConfig) -> anyhow::Result<Arc<dyn Scanner>> {
@@ -330,9 +350,10 @@ pub async fn run_worker(cfg: WorkerRoleConfig) -> anyhow::Result<()> {
     let ops = worker_ops(b.store, metrics_handle());
     let plain = ApiConfig {
         allow_plain_http: true,
+        limits: cfg.limits,
         ..ApiConfig::default()
     };
-    let served = serve_until_signal(ops, listener, &plain).await;
+    let served = serve_until_signal(ops, listener, None, &plain).await;
     for t in &tasks {
         t.abort();
     }

@@ -159,7 +159,14 @@ impl Cluster {
 
     pub fn start_api(&mut self) {
         let listen = format!("127.0.0.1:{}", self.api_port);
-        let child = self.spawn("api", &[("FILESTORE_LISTEN", listen)]);
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let child = self.spawn(
+            "api",
+            &[
+                ("FILESTORE_LISTEN", listen),
+                ("FILESTORE_METRICS_LISTEN", metrics),
+            ],
+        );
         self.api_process = Some(child);
     }
 

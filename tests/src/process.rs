@@ -80,6 +80,8 @@ impl DevProcess {
             .arg(data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            // Tests run several services at once: metrics on any free port, not 9090.
+            .env("FILESTORE_METRICS_LISTEN", "127.0.0.1:0")
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)

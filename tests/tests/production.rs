@@ -22,18 +22,15 @@ async fn upload_pipeline_and_download_run_on_the_production_backends() {
     assert_eq!(got.status, StatusCode::OK);
     assert!(got.body == big, "the download equals the upload");
 
-    // The descriptor hands out presigned S3 URLs; they serve the immutable ciphertext.
+    // The descriptor hands out presigned S3 URLs that ask for private caching while valid.
     let d = c.get(&format!("/v1/file/{id}"), &t).await.json();
     let chunks = d["chunks"].as_array().unwrap();
     assert!(chunks.len() > 10, "{} chunks", chunks.len());
     let url = chunks[0]["url"].as_str().unwrap();
     assert!(url.starts_with(&c.ns.s3_endpoint), "{url}");
+    assert!(url.contains("response-cache-control=private"), "{url}");
     let resp = reqwest::get(url).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(
-        resp.headers()["cache-control"],
-        "public, max-age=31536000, immutable"
-    );
 
     // A batch: every file registered at once, then sent and finalized.
     let files: Vec<Vec<u8>> = (0..5).map(|i| text(10_000 + i * 70_000)).collect();

@@ -64,6 +64,7 @@ impl PostgresStore {
                 sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
                 other => StoreError::Database(format!("migration failed: {other}")),
             })?;
+        tree::backfill_path_keys(&pool).await?;
         let lagging = match &opts.replica_url {
             Some(url) => pool_lazy(url, opts)?,
             None => pool.clone(),
@@ -419,6 +420,28 @@ impl MetadataStore for PostgresStore {
             chunk_plain_bytes: u64_col(&chunks, "plain")?,
             chunk_stored_bytes: u64_col(&chunks, "stored")?,
         })
+    }
+
+    async fn pending_upload_bytes(&self, owner: &OwnerId) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(size), 0)::BIGINT AS bytes FROM files WHERE owner = $1 AND status = 'uploading'",
+        )
+        .bind(owner.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        u64_col(&row, "bytes")
+    }
+
+    async fn in_trash(&self, owner: &OwnerId, id: &FileId) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM versions v JOIN entries e ON e.owner = v.owner AND e.path = v.path
+             WHERE v.owner = $1 AND v.file_id = $2 AND e.trashed_at IS NOT NULL",
+        )
+        .bind(owner.as_str())
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64_col(&row, "n")? > 0)
     }
 
     async fn stale_uploads(

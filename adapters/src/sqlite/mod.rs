@@ -58,6 +58,7 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        tree::backfill_path_keys(&pool).await?;
         let relaxed = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
@@ -400,6 +401,28 @@ impl MetadataStore for SqliteStore {
             chunk_plain_bytes: u64_col(&chunks, "plain")?,
             chunk_stored_bytes: u64_col(&chunks, "stored")?,
         })
+    }
+
+    async fn pending_upload_bytes(&self, owner: &OwnerId) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(size), 0) AS bytes FROM files WHERE owner = ? AND status = 'uploading'",
+        )
+        .bind(owner.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        u64_col(&row, "bytes")
+    }
+
+    async fn in_trash(&self, owner: &OwnerId, id: &FileId) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM versions v JOIN entries e ON e.owner = v.owner AND e.path = v.path
+             WHERE v.owner = ? AND v.file_id = ? AND e.trashed_at IS NOT NULL",
+        )
+        .bind(owner.as_str())
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64_col(&row, "n")? > 0)
     }
 
     async fn stale_uploads(

@@ -12,6 +12,7 @@ use crate::auth::User;
 use crate::dto::{BundleResult, BundleResults, FinalizeResponse};
 use crate::encoding::BodyEncoding;
 use crate::error::ApiError;
+use crate::routes::ApiBytes;
 use crate::routes::upload::{attempt_key, finalize_file, record_attempt, taking_content};
 use crate::state::AppState;
 
@@ -31,7 +32,7 @@ pub async fn upload_bundle(
     State(state): State<AppState>,
     User(owner): User,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<BundleResults>, ApiError> {
     let encoding = BodyEncoding::of(&headers)?;
     let (decoded, parts) = tokio::task::spawn_blocking(move || {

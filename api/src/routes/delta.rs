@@ -3,7 +3,6 @@
 //! object from its chunks. The file then goes through finalize and the pipeline like any
 //! other (scanned, re-chunked, indexed), so a delta upload is checked exactly as a full one.
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use filestore_adapters::chunk_writer::store_chunk;
@@ -20,7 +19,7 @@ use crate::encoding::BodyEncoding;
 use crate::error::ApiError;
 use crate::routes::download::open_chunk;
 use crate::routes::upload::{attempt_key, record_attempt, taking_content};
-use crate::routes::{ApiJson, ApiPath};
+use crate::routes::{ApiBytes, ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::validate;
 
@@ -134,7 +133,7 @@ pub async fn put_chunk(
     User(owner): User,
     ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<StatusCode, ApiError> {
     let [claimed] = hashes(std::slice::from_ref(&name))?[..] else {
         return Err(ApiError::internal("one hash in, one out"));
@@ -197,6 +196,31 @@ pub async fn assemble(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<Assembly>,
 ) -> Result<Json<UploadReceipt>, ApiError> {
+    // Everything that bounds what this request may make the server write is checked before
+    // a byte is written: how many chunks it names, each one's length, and their total.
+    if req.chunks.len() > state.config.max_assemble_chunks {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_chunks",
+            format!(
+                "an assembly names at most {} chunks, got {}",
+                state.config.max_assemble_chunks,
+                req.chunks.len()
+            ),
+        ));
+    }
+    let max = state.chunk_params.max;
+    if let Some((i, c)) = req
+        .chunks
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.length == 0 || c.length > max)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_chunk_length",
+            format!("chunk {i} says {} bytes; a chunk has 1 to {max}", c.length),
+        ));
+    }
     let file = taking_content(&state, &owner, &id).await?;
     let shas = hashes(
         &req.chunks

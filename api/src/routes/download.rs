@@ -18,10 +18,10 @@ use filestore_domain::{ChunkId, FileStatus, OwnerId};
 use futures::StreamExt;
 
 use crate::auth::User;
-use crate::dto::{ChunkLink, Descriptor, DescriptorBatch, DescriptorItem, IdsQuery, SignedQuery};
+use crate::dto::{ChunkLink, Descriptor, DescriptorBatch, DescriptorItem, IdsQuery};
 use crate::error::ApiError;
 use crate::range::{RangeRequest, parse_range};
-use crate::routes::{ApiPath, ApiQuery, owned_file};
+use crate::routes::{ApiPath, ApiQuery, live_file};
 use crate::state::AppState;
 
 /// Chunks decrypted ahead of the one being sent, to keep the stream busy.
@@ -60,7 +60,7 @@ async fn build_descriptor(
     owner: &OwnerId,
     id: &str,
 ) -> Result<Descriptor, ApiError> {
-    let file = owned_file(state, owner, id).await?;
+    let file = live_file(state, owner, id).await?;
     ensure_downloadable(&file)?;
     let tenant = state.tenants.secret_for(owner).await?;
     let chunks = state.store.file_chunks(&file.id).await?;
@@ -217,7 +217,7 @@ pub async fn content(
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let file = owned_file(&state, &owner, &id).await?;
+    let file = live_file(&state, &owner, &id).await?;
     ensure_downloadable(&file)?;
     let etag = format!(
         "\"{}\"",
@@ -280,29 +280,57 @@ pub async fn content(
         .map_err(ApiError::internal)
 }
 
-/// A stored chunk (ciphertext) by signed URL; immutable, so caches may keep it forever.
-#[utoipa::path(get, path = "/v1/chunks/{id}", params(("id" = String, Path), ("exp" = u64, Query), ("sig" = String, Query)),
-    responses((status = 200, description = "the encrypted chunk"), (status = 403, body = crate::error::Problem),
-              (status = 404, body = crate::error::Problem)))]
-pub async fn chunk(
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
-    ApiQuery(q): ApiQuery<SignedQuery>,
-) -> Result<Response, ApiError> {
-    let chunk_id: ChunkId = id
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such chunk"))?;
+/// The query of a signed chunk URL, read leniently so that a missing or malformed part gets
+/// its own stable code instead of the query parser's message.
+#[derive(Debug, serde::Deserialize)]
+pub struct SignatureParams {
+    exp: Option<String>,
+    sig: Option<String>,
+}
+
+/// Checks a signed chunk URL's signature; returns the seconds it stays valid.
+fn check_signature(
+    state: &AppState,
+    chunk_id: &ChunkId,
+    q: &SignatureParams,
+) -> Result<u64, ApiError> {
+    let (Some(exp), Some(sig)) = (q.exp.as_deref(), q.sig.as_deref()) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_signature",
+            "a chunk URL needs its exp and sig parameters; take it from a download descriptor",
+        ));
+    };
+    let invalid = |e: SignatureError| {
+        ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", e.to_string())
+    };
+    let exp: u64 = exp.parse().map_err(|_| invalid(SignatureError::Invalid))?;
+    let now = now_secs();
     state
         .signer
-        .verify(&chunk_resource(&chunk_id), q.exp, &q.sig, now_secs())
+        .verify(&chunk_resource(chunk_id), exp, sig, now)
         .map_err(|e| match e {
             SignatureError::Expired => {
                 ApiError::new(StatusCode::FORBIDDEN, "url_expired", e.to_string())
             }
-            SignatureError::Invalid => {
-                ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", e.to_string())
-            }
+            SignatureError::Invalid => invalid(e),
         })?;
+    Ok(exp.saturating_sub(now))
+}
+
+/// A stored chunk (ciphertext) by signed URL, cacheable only while the URL is valid.
+#[utoipa::path(get, path = "/v1/chunks/{id}", params(("id" = String, Path), ("exp" = u64, Query), ("sig" = String, Query)),
+    responses((status = 200, description = "the encrypted chunk"), (status = 401, body = crate::error::Problem),
+              (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+pub async fn chunk(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SignatureParams>,
+) -> Result<Response, ApiError> {
+    let chunk_id: ChunkId = id
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such chunk"))?;
+    let valid_for = check_signature(&state, &chunk_id, &q)?;
     let bytes = state
         .objects
         .get_bytes(&chunk_id.object_key())
@@ -313,12 +341,16 @@ pub async fn chunk(
             }
             other => other.into(),
         })?;
+    // The bytes never change (a chunk's id names its content), but the URL is a grant that
+    // ends: a shared cache that kept the answer past `exp` would keep serving it to anyone
+    // holding the URL, after expiry and after a purge. So only the client's own cache may
+    // keep it, and no longer than the signature is valid.
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (
                 header::CACHE_CONTROL,
-                "public, max-age=31536000, immutable".to_owned(),
+                format!("private, max-age={valid_for}"),
             ),
             (header::ETAG, format!("\"{chunk_id}\"")),
         ],

@@ -7,6 +7,7 @@ pub mod tree;
 pub mod upload;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use filestore_adapters::FileRecord;
 use filestore_domain::{FileId, FileStatus, OwnerId};
@@ -15,7 +16,9 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// `Json<T>` whose rejections are problem documents with the `invalid_request` code.
+/// `Json<T>` whose rejections are problem documents: `invalid_request` for what does not
+/// parse, `body_too_large` (413) past the route's limit, `request_timeout` (408) for a body
+/// that stopped arriving.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -24,10 +27,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
+                ApiError::body_too_large("the JSON body is larger than this route accepts"),
+            ),
+            Err(rejection) if crate::server::is_body_timeout(&rejection) => {
+                Err(ApiError::request_timeout())
+            }
             Err(rejection) => Err(ApiError::bad_request(
                 "invalid_request",
                 rejection.body_text(),
             )),
+        }
+    }
+}
+
+/// A whole body in memory, whose rejections are problem documents: `body_too_large` (413)
+/// past the route's limit, `request_timeout` (408) or `body_read_failed` (400) otherwise.
+pub struct ApiBytes(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match bytes::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Self(b)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
+                ApiError::body_too_large("the body is larger than this route accepts"),
+            ),
+            Err(rejection) => Err(ApiError::body_read(&rejection)),
         }
     }
 }
@@ -78,4 +105,24 @@ pub async fn owned_file(
         Some(f) if &f.owner == owner && f.status != FileStatus::Deleted => Ok(f),
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// The caller's file unless it is in trash: a trashed file's descriptor, content and metadata
+/// answer exactly like a missing file's (the trash and versions routes still reach it by path).
+pub async fn live_file(
+    state: &AppState,
+    owner: &OwnerId,
+    id: &str,
+) -> Result<FileRecord, ApiError> {
+    let file = owned_file(state, owner, id).await?;
+    // Most files are still the head of the path they were registered at: one key lookup.
+    // Moved files and older versions take the slower query over the owner's versions.
+    let trashed = match state.store.entry(owner, &file.path).await? {
+        Some(head) if head.file_id == file.id => head.trashed_at_ms.is_some(),
+        _ => state.store.in_trash(owner, &file.id).await?,
+    };
+    if trashed {
+        return Err(ApiError::not_found());
+    }
+    Ok(file)
 }

@@ -21,7 +21,7 @@ use crate::dto::{
 };
 use crate::encoding::BodyEncoding;
 use crate::error::ApiError;
-use crate::routes::{ApiJson, ApiPath, owned_file};
+use crate::routes::{ApiJson, ApiPath, live_file, owned_file};
 use crate::state::AppState;
 use crate::validate;
 
@@ -183,6 +183,8 @@ pub async fn register_one(
 ) -> Result<(axum::http::StatusCode, Json<Registered>), ApiError> {
     let file = validate::registration(&owner, &req, state.config.max_file_size)?;
     check_parent(&state, &file).await?;
+    let pending = state.store.pending_upload_bytes(&owner).await?;
+    within_budget(&state, pending, file.size)?;
     state
         .store
         .create_files(std::slice::from_ref(&file))
@@ -191,6 +193,25 @@ pub async fn register_one(
     Ok((
         axum::http::StatusCode::CREATED,
         Json(registered(&state, &file).await?),
+    ))
+}
+
+/// Refuses a registration of `size` bytes that would take the caller's bytes registered and
+/// not finalized (`pending`) past `--max-pending-upload-bytes`: each pending byte is one the
+/// server may be made to store (a small compressed body, or an assembly of chunks it already
+/// has, can expand to the whole declared size), and unfinalized uploads live until they expire.
+/// Concurrent registrations may overshoot it by what they add together.
+fn within_budget(state: &AppState, pending: u64, size: u64) -> Result<(), ApiError> {
+    let budget = state.config.max_pending_upload_bytes;
+    if pending.saturating_add(size) <= budget {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::INSUFFICIENT_STORAGE,
+        "upload_budget_exceeded",
+        format!(
+            "{pending} bytes are registered and not finalized; {size} more would pass the budget of {budget} bytes: finalize or let pending uploads expire first"
+        ),
     ))
 }
 
@@ -220,6 +241,16 @@ pub async fn register_batch(
             Ok(file) => check_parent(&state, &file).await.map(|()| file),
             Err(e) => Err(e),
         });
+    }
+    // Items are admitted in order while the budget lasts; the rest are refused one by one.
+    let mut pending = state.store.pending_upload_bytes(&owner).await?;
+    for item in &mut checked {
+        if let Ok(f) = item {
+            match within_budget(&state, pending, f.size) {
+                Ok(()) => pending += f.size,
+                Err(e) => *item = Err(e),
+            }
+        }
     }
     let valid: Vec<NewFile> = checked
         .iter()
@@ -498,7 +529,7 @@ pub async fn metadata(
     User(owner): User,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<FileMetadata>, ApiError> {
-    let file = owned_file(&state, &owner, &id).await?;
+    let file = live_file(&state, &owner, &id).await?;
     Ok(Json(FileMetadata::from(&file)))
 }
 
