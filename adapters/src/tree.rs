@@ -208,6 +208,7 @@ pub(crate) type WriteTurn<'a> = Option<tokio::sync::MutexGuard<'a, ()>>;
 macro_rules! tree_store {
     ($store:ty, $db:ty, $snapshot:literal) => {
         use async_trait::async_trait;
+        use filestore_domain::paths::fold_key;
         use filestore_domain::tree::{self, ChangeKind, Expect};
         use filestore_domain::{FileId, FileStatus, OwnerId};
         use sqlx::{Row, Transaction};
@@ -255,21 +256,79 @@ macro_rules! tree_store {
             Ok(seq.unwrap_or(0))
         }
 
+        /// Fills in the folded keys of rows written before paths had them (see
+        /// `filestore_domain::paths::fold_key`); a no-op once every row has its key.
+        pub(crate) async fn backfill_path_keys(pool: &sqlx::Pool<$db>) -> Result<(), StoreError> {
+            for table in ["entries", "versions"] {
+                loop {
+                    let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+                        "SELECT DISTINCT owner, path FROM {table} WHERE path_key IS NULL LIMIT 1000"
+                    ))
+                    .fetch_all(pool)
+                    .await?;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    for (owner, path) in rows {
+                        sqlx::query(&format!(
+                            "UPDATE {table} SET path_key = $3 WHERE owner = $1 AND path = $2"
+                        ))
+                        .bind(&owner)
+                        .bind(&path)
+                        .bind(fold_key(&path))
+                        .execute(pool)
+                        .await?;
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        /// The head of the path that `path` names in any spelling (case, Unicode
+        /// normalization), live or trashed; the exact spelling first where data from before
+        /// the name policy holds two.
         async fn head(
             tx: &mut Tx<'_>,
             owner: &OwnerId,
             path: &str,
         ) -> Result<Option<Entry>, StoreError> {
-            let sql = format!("SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND e.path = $2");
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND e.path_key = $2
+                 ORDER BY (e.path = $3) DESC, e.path LIMIT 1"
+            );
             let row = sqlx::query(&sql)
                 .bind(owner.as_str())
+                .bind(fold_key(path))
                 .bind(path)
                 .fetch_optional(&mut **tx)
                 .await?;
             row.as_ref().map(entry_from_row).transpose()
         }
 
-        /// Entries inside `folder`, live or trashed, in path order.
+        /// `path` with its folders spelled as the tree already spells them (`Docs/b` becomes
+        /// `docs/b` beside `docs/a`), so one folder never shows under two names.
+        async fn spelled(tx: &mut Tx<'_>, owner: &OwnerId, path: &str) -> Result<String, StoreError> {
+            let parts: Vec<&str> = path.split('/').collect();
+            for depth in (1..parts.len()).rev() {
+                let folder_key = format!("{}/", fold_key(&parts[..depth].join("/")));
+                let known: Option<String> = sqlx::query_scalar(
+                    "SELECT path FROM entries WHERE owner = $1
+                       AND substr(path_key, 1, length($2)) = $2 ORDER BY path LIMIT 1",
+                )
+                .bind(owner.as_str())
+                .bind(&folder_key)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if let Some(known) = known {
+                    let mut spelled: Vec<&str> = known.split('/').take(depth).collect();
+                    spelled.extend(&parts[depth..]);
+                    return Ok(spelled.join("/"));
+                }
+            }
+            Ok(path.to_owned())
+        }
+
+        /// Entries inside `folder` (in any spelling), live or trashed, in path order.
         async fn inside(
             tx: &mut Tx<'_>,
             owner: &OwnerId,
@@ -277,10 +336,10 @@ macro_rules! tree_store {
             trashed: bool,
             limit: Option<i64>,
         ) -> Result<Vec<Entry>, StoreError> {
-            let prefix = format!("{folder}/");
+            let prefix = format!("{}/", fold_key(folder));
             let sql = format!(
                 "SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND (e.trashed_at IS NOT NULL) = $2
-                   AND substr(e.path, 1, length($3)) = $3 ORDER BY e.path LIMIT $4"
+                   AND substr(e.path_key, 1, length($3)) = $3 ORDER BY e.path LIMIT $4"
             );
             let rows = sqlx::query(&sql)
                 .bind(owner.as_str())
@@ -366,35 +425,45 @@ macro_rules! tree_store {
             file_id: &FileId,
             expect: Expect,
         ) -> Result<i64, StoreError> {
-            let live = head(tx, owner, path)
-                .await?
+            let existing = head(tx, owner, path).await?;
+            let live = existing
+                .as_ref()
                 .filter(|e| e.trashed_at_ms.is_none())
                 .map(|e| e.rev);
             expect.check(live).map_err(StoreError::RevConflict)?;
             if live.is_none() {
                 check_nesting(tx, owner, path).await?;
             }
+            // One name, one file: a path the tree holds in another spelling keeps that
+            // spelling; a new one takes its folders' spelling.
+            let path = match existing {
+                Some(e) => e.path,
+                None => spelled(tx, owner, path).await?,
+            };
+            let path = path.as_str();
             let seq = next_seq(tx, owner).await?;
             let now = now_ms();
             sqlx::query(
-                "INSERT INTO entries (owner, path, file_id, rev, trashed_at, modified_at)
-                 VALUES ($1, $2, $3, $4, NULL, $5)
+                "INSERT INTO entries (owner, path, path_key, file_id, rev, trashed_at, modified_at)
+                 VALUES ($1, $2, $3, $4, $5, NULL, $6)
                  ON CONFLICT (owner, path) DO UPDATE SET file_id = excluded.file_id,
                      rev = excluded.rev, trashed_at = NULL, modified_at = excluded.modified_at",
             )
             .bind(owner.as_str())
             .bind(path)
+            .bind(fold_key(path))
             .bind(file_id.to_string())
             .bind(seq)
             .bind(now)
             .execute(&mut **tx)
             .await?;
             sqlx::query(
-                "INSERT INTO versions (owner, path, rev, file_id, created_at)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO versions (owner, path, path_key, rev, file_id, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(owner.as_str())
             .bind(path)
+            .bind(fold_key(path))
             .bind(seq)
             .bind(file_id.to_string())
             .bind(now)
@@ -510,13 +579,13 @@ macro_rules! tree_store {
                 let cursor = cursor_in(&mut tx, owner).await?;
                 let sql = format!(
                     "SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND (e.trashed_at IS NOT NULL) = $2
-                       AND substr(e.path, 1, length($3)) = $3 AND e.path > $4
+                       AND substr(e.path_key, 1, length($3)) = $3 AND e.path > $4
                      ORDER BY e.path LIMIT $5"
                 );
                 let rows = sqlx::query(&sql)
                     .bind(owner.as_str())
                     .bind(q.trashed)
-                    .bind(&q.prefix)
+                    .bind(fold_key(&q.prefix))
                     .bind(q.after.as_deref().unwrap_or(""))
                     .bind(i64::from(q.limit))
                     .fetch_all(&mut *tx)
@@ -535,29 +604,40 @@ macro_rules! tree_store {
                 to: &str,
                 expect: Expect,
             ) -> Result<Vec<Change>, StoreError> {
-                tree::check_move(from, to)
-                    .map_err(|why| StoreError::InvalidMove(why.to_owned()))?;
+                // Compared by key, so `a` cannot move into `A/b`; a rename that changes only
+                // the case or the normalization of a name is a move like any other.
+                let (from_key, to_key) = (fold_key(from), fold_key(to));
+                if from_key != to_key || from == to {
+                    tree::check_move(&from_key, &to_key)
+                        .map_err(|why| StoreError::InvalidMove(why.to_owned()))?;
+                }
                 let _turn = self.write_turn().await;
                 let mut tx = self.pool.begin().await?;
                 lock_owner(&mut tx, owner).await?;
                 let (moving, folder) = targets(&mut tx, owner, from, false).await?;
                 let current = (!folder).then(|| moving[0].rev);
                 expect.check(current).map_err(StoreError::RevConflict)?;
+                // `from` as the tree spells it, and `to` in its folders' spelling.
+                let from_depth = from.split('/').count();
+                let from: String = moving[0].path.split('/').take(from_depth).collect::<Vec<_>>().join("/");
+                let to = spelled(&mut tx, owner, to).await?;
                 let mut seqs = Vec::with_capacity(moving.len());
                 let now = now_ms();
                 for e in &moving {
-                    let dest = tree::moved_path(&e.path, from, to)
+                    let dest = tree::moved_path(&e.path, &from, &to)
                         .ok_or_else(|| StoreError::Corrupt(format!("{} not in {from}", e.path)))?;
                     match head(&mut tx, owner, &dest).await? {
+                        // The file itself, renamed in case only.
+                        Some(d) if d.path == e.path => {}
                         Some(d) if d.trashed_at_ms.is_none() => {
                             return Err(StoreError::PathTaken(dest));
                         }
                         // A trashed file there is replaced; its versions stay, as the older
                         // history of the path, so nothing it held is lost.
-                        Some(_) => {
+                        Some(d) => {
                             sqlx::query("DELETE FROM entries WHERE owner = $1 AND path = $2")
                                 .bind(owner.as_str())
-                                .bind(&dest)
+                                .bind(&d.path)
                                 .execute(&mut *tx)
                                 .await?;
                         }
@@ -565,22 +645,27 @@ macro_rules! tree_store {
                     }
                     let seq = next_seq(&mut tx, owner).await?;
                     sqlx::query(
-                        "UPDATE entries SET path = $3, rev = $4, modified_at = $5
+                        "UPDATE entries SET path = $3, path_key = $4, rev = $5, modified_at = $6
                          WHERE owner = $1 AND path = $2",
                     )
                     .bind(owner.as_str())
                     .bind(&e.path)
                     .bind(&dest)
+                    .bind(fold_key(&dest))
                     .bind(seq)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query("UPDATE versions SET path = $3 WHERE owner = $1 AND path = $2")
-                        .bind(owner.as_str())
-                        .bind(&e.path)
-                        .bind(&dest)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE versions SET path = $3, path_key = $4
+                         WHERE owner = $1 AND path_key = $2",
+                    )
+                    .bind(owner.as_str())
+                    .bind(fold_key(&e.path))
+                    .bind(&dest)
+                    .bind(fold_key(&dest))
+                    .execute(&mut *tx)
+                    .await?;
                     let kind = ChangeKind::Move;
                     record_change(&mut tx, owner, seq, kind, &dest, Some(&e.path), &e.file_id, now)
                         .await?;
@@ -589,7 +674,7 @@ macro_rules! tree_store {
                 // Checked once everything has moved, so a folder's own files never count
                 // against it; a failure rolls the whole move back.
                 for e in &moving {
-                    if let Some(dest) = tree::moved_path(&e.path, from, to) {
+                    if let Some(dest) = tree::moved_path(&e.path, &from, &to) {
                         check_nesting(&mut tx, owner, &dest).await?;
                     }
                 }
@@ -646,16 +731,16 @@ macro_rules! tree_store {
                             busy.rev, e.path, busy.status
                         )));
                     }
-                    for stmt in [
-                        "DELETE FROM entries WHERE owner = $1 AND path = $2",
-                        "DELETE FROM versions WHERE owner = $1 AND path = $2",
-                    ] {
-                        sqlx::query(stmt)
-                            .bind(owner.as_str())
-                            .bind(&e.path)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                    sqlx::query("DELETE FROM entries WHERE owner = $1 AND path = $2")
+                        .bind(owner.as_str())
+                        .bind(&e.path)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("DELETE FROM versions WHERE owner = $1 AND path_key = $2")
+                        .bind(owner.as_str())
+                        .bind(fold_key(&e.path))
+                        .execute(&mut *tx)
+                        .await?;
                     for v in &versions {
                         // A ready file's raw bytes went when its chunks were indexed, unless
                         // that removal failed: removing what is absent costs one request.
@@ -785,10 +870,10 @@ macro_rules! tree_store {
             let rows = sqlx::query(
                 "SELECT v.rev, v.file_id, v.created_at, f.size, f.uploaded_sha256, f.status
                  FROM versions v JOIN files f ON f.id = v.file_id
-                 WHERE v.owner = $1 AND v.path = $2 ORDER BY v.rev DESC",
+                 WHERE v.owner = $1 AND v.path_key = $2 ORDER BY v.rev DESC",
             )
             .bind(owner.as_str())
-            .bind(path)
+            .bind(fold_key(path))
             .fetch_all(&mut **tx)
             .await?;
             rows.iter().map(version_from_row).collect()

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 pub mod cluster;
 pub mod pgcluster;
 pub mod process;
+pub mod rewriting_proxy;
 pub mod services;
 pub mod sync;
 pub mod tcp_proxy;

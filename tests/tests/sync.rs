@@ -231,6 +231,186 @@ async fn a_server_file_named_like_a_folder_of_ignored_files_is_kept_beside_it() 
     );
 }
 
+/// A folder beside the synced folder, to prove that nothing reaches it: `keep/empty/sub/` (an
+/// empty tree) and `secret.txt`.
+struct Outside {
+    dir: tempfile::TempDir,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("keep/empty/sub")).unwrap();
+        std::fs::write(dir.path().join("secret.txt"), b"secret").unwrap();
+        Outside { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Every file and folder in it.
+    fn listing(&self) -> Vec<String> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                out.push(e.path().display().to_string());
+                if e.file_type().unwrap().is_dir() {
+                    walk(&e.path(), out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.dir.path(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+/// Whether the account's trash is empty: nothing on the server was deleted.
+async fn trash_is_empty(svc: &Service, t: &str) -> bool {
+    let trash = svc.get("/v1/trash", t).await.json();
+    trash["entries"].as_array().is_some_and(Vec::is_empty)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_in_the_folder_are_never_followed_and_what_lies_under_them_is_refused() {
+    let svc = Service::start().await;
+    let (t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
+    let outside = Outside::new();
+    // On the laptop these are ordinary files and folders...
+    write(&laptop, "link/pwned.txt", b"written through a folder link");
+    write(
+        &laptop,
+        "link/keep",
+        b"a file where an empty folder tree is",
+    );
+    write(&laptop, "file-link", b"written through a file link");
+    write(&laptop, "plain.txt", b"plain");
+    laptop.settle().await;
+    // ...on the phone, links out of its folder.
+    std::os::unix::fs::symlink(outside.path(), phone.path("link")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), phone.path("file-link")).unwrap();
+    let before = outside.listing();
+
+    let report = phone.settle().await;
+    assert_eq!(read(&phone, "plain.txt"), b"plain");
+    assert_eq!(
+        outside.listing(),
+        before,
+        "nothing outside the folder changed"
+    );
+    assert_eq!(
+        std::fs::read(outside.path().join("secret.txt")).unwrap(),
+        b"secret"
+    );
+    assert!(outside.path().join("keep/empty/sub").is_dir());
+    for path in ["link/pwned.txt", "link/keep", "file-link"] {
+        assert!(
+            report
+                .refused
+                .iter()
+                .any(|r| r.starts_with(&format!("{path}: "))),
+            "{path} is reported: {report:?}"
+        );
+    }
+    assert!(
+        report.failed.is_empty(),
+        "refusals are not failures: {report:?}"
+    );
+
+    // Nothing was recorded as synced under the links, so nothing is taken for a local delete.
+    let again = phone.settle().await;
+    assert_eq!(again.deleted_remote, 0, "{again:?}");
+    assert!(trash_is_empty(&svc, &t).await);
+    assert_eq!(server_files(&svc, &t).await.len(), 4);
+    assert!(phone.path("link").is_symlink() && phone.path("file-link").is_symlink());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_move_into_a_linked_folder_moves_nothing_out_of_the_folder() {
+    let svc = Service::start().await;
+    let (t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
+    let outside = Outside::new();
+    on_both(&laptop, &phone, "report.txt", b"the report").await;
+    std::os::unix::fs::symlink(outside.path(), phone.path("link")).unwrap();
+    let before = outside.listing();
+
+    std::fs::create_dir_all(laptop.path("link")).unwrap();
+    std::fs::rename(laptop.path("report.txt"), laptop.path("link/report.txt")).unwrap();
+    assert_eq!(laptop.settle().await.moved_remote, 1);
+    let report = phone.settle().await;
+
+    assert_eq!(outside.listing(), before, "nothing moved out of the folder");
+    assert!(
+        report
+            .refused
+            .iter()
+            .any(|r| r.starts_with("link/report.txt: ")),
+        "{report:?}"
+    );
+    assert!(trash_is_empty(&svc, &t).await);
+    assert_eq!(
+        server_files(&svc, &t).await["link/report.txt"],
+        sha256_hex(b"the report")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_a_hostile_proxy_rewrites_are_refused_and_nothing_outside_changes() {
+    let svc = Service::start().await;
+    let t = svc.token("alice");
+    let outside = Outside::new();
+    let absolute = outside.path().join("absolute.txt").display().to_string();
+    let long = "n".repeat(300);
+    let rewrites = [
+        ("escape.txt", "../escape.txt"),
+        ("deep.txt", "../../deep.txt"),
+        ("absolute.txt", absolute.as_str()),
+        ("backslash.txt", "..\\backslash.txt"),
+        ("nulbyte.txt", "a\0b.txt"),
+        ("long.txt", long.as_str()),
+        ("state.txt", ".filestore/state.db"),
+    ];
+    for (name, _) in rewrites {
+        svc.upload_ready(&t, name, name.as_bytes()).await;
+    }
+    svc.upload_ready(&t, "kept.txt", b"an ordinary file").await;
+    let proxy = filestore_tests::rewriting_proxy::RewritingProxy::start(&svc.base, &rewrites).await;
+    let through = filestore_tests::Api::new(proxy.base.clone());
+    let device = Device::open(&through, &t, "laptop").await;
+    let before = outside.listing();
+
+    let report = tokio::time::timeout(Duration::from_secs(120), device.settle())
+        .await
+        .expect("the sync settles instead of looping");
+
+    assert_eq!(device.files().keys().collect::<Vec<_>>(), ["kept.txt"]);
+    assert_eq!(
+        outside.listing(),
+        before,
+        "nothing outside the folder changed"
+    );
+    assert!(
+        !outside
+            .dir
+            .path()
+            .parent()
+            .unwrap()
+            .join("escape.txt")
+            .exists()
+    );
+    for (_, to) in rewrites {
+        let quoted = format!("{to:?}");
+        assert!(
+            report.refused.iter().any(|r| r.starts_with(&quoted)),
+            "{quoted} is reported: {report:#?}"
+        );
+    }
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert!(trash_is_empty(&svc, &t).await);
+    assert_eq!(server_files(&svc, &t).await.len(), rewrites.len() + 1);
+}
+
 /// A file on one device and a folder of the same name on another, whichever syncs first: both
 /// are kept everywhere, the folder under the name and the file as a conflicted copy beside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -362,6 +362,98 @@ async fn concurrent_writers_serialise(t: &Tree) {
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
 }
 
+/// One name, one file (DESIGN invariant 8): spellings that differ in case or Unicode
+/// normalization are one path, shown as first written; a rename of the case alone works.
+async fn a_name_is_one_file_whatever_its_case_or_normalization(t: &Tree) {
+    t.write("case/Readme.txt", b"one", Expect::Absent)
+        .await
+        .unwrap();
+    let r = t.rev("CASE/README.TXT").await;
+    let taken = t.write("case/README.txt", b"two", Expect::Absent).await;
+    assert!(
+        matches!(taken, Err(StoreError::RevConflict(_))),
+        "a new file may not take another spelling of a live one: {taken:?}"
+    );
+    t.write("case/README.txt", b"two", Expect::Rev(r))
+        .await
+        .unwrap();
+    assert_eq!(
+        t.list("case/", false).await,
+        ["case/Readme.txt"],
+        "the first spelling stays"
+    );
+    let versions = t.store.versions(&t.owner, "Case/readme.TXT").await.unwrap();
+    assert_eq!(versions.len(), 2);
+
+    t.write("case/caf\u{e9}.txt", b"nfc", Expect::Absent)
+        .await
+        .unwrap();
+    let nfd = t
+        .write("case/cafe\u{301}.txt", b"nfd", Expect::Absent)
+        .await;
+    assert!(matches!(nfd, Err(StoreError::RevConflict(_))), "{nfd:?}");
+
+    // A folder is one folder too, spelled as the tree already spells it.
+    t.write("CASE/other.txt", b"x", Expect::Absent)
+        .await
+        .unwrap();
+    let listed = t.list("CaSe/", false).await;
+    assert_eq!(
+        listed,
+        ["case/Readme.txt", "case/caf\u{e9}.txt", "case/other.txt"]
+    );
+    let under_file = t.write("Case/readme.TXT/inner", b"x", Expect::Any).await;
+    assert!(
+        matches!(under_file, Err(StoreError::ParentIsFile(_))),
+        "{under_file:?}"
+    );
+
+    // Renames that change only the case, of a file and of a folder.
+    let r = t.rev("case/Readme.txt").await;
+    t.store
+        .move_path(
+            &t.owner,
+            "case/readme.txt",
+            "case/README.txt",
+            Expect::Rev(r),
+        )
+        .await
+        .unwrap();
+    t.store
+        .move_path(&t.owner, "case", "Case", Expect::Any)
+        .await
+        .unwrap();
+    let listed = t.list("case/", false).await;
+    assert_eq!(
+        listed,
+        ["Case/README.txt", "Case/caf\u{e9}.txt", "Case/other.txt"]
+    );
+    assert_eq!(
+        t.store
+            .versions(&t.owner, "Case/README.txt")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let into_itself = t
+        .store
+        .move_path(&t.owner, "Case", "CASE/sub", Expect::Any)
+        .await;
+    assert!(
+        matches!(into_itself, Err(StoreError::InvalidMove(_))),
+        "{into_itself:?}"
+    );
+    let onto_other = t
+        .store
+        .move_path(&t.owner, "Case/other.txt", "case/readme.TXT", Expect::Any)
+        .await;
+    assert!(
+        matches!(onto_other, Err(StoreError::PathTaken(_))),
+        "{onto_other:?}"
+    );
+}
+
 async fn owners_see_only_their_own_tree(store: Arc<dyn MetadataStore>) {
     let bob = Tree::new(store, "bob");
     assert!(bob.list("", false).await.is_empty());
@@ -390,6 +482,7 @@ async fn tree_contract(store: Arc<dyn MetadataStore>) {
     old_versions_come_back_as_new_revisions(&t).await;
     the_feed_has_every_change_in_order(&t).await;
     concurrent_writers_serialise(&t).await;
+    a_name_is_one_file_whatever_its_case_or_normalization(&t).await;
     owners_see_only_their_own_tree(store).await;
 }
 

@@ -3,7 +3,6 @@
 //! state database as soon as it completes. A step that fails is reported and left for the next
 //! pass, which plans it afresh.
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use filestore_domain::tree::conflicted_copy;
@@ -11,6 +10,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use super::chunks::Pieces;
+use super::confined::ConfineError;
 use super::local::mtime_ns;
 use super::plan::{Action, Base, Local, Remote};
 use super::state::Synced;
@@ -62,15 +62,17 @@ struct Upload {
 }
 
 impl Syncer {
-    fn abs(&self, rel: &str) -> PathBuf {
-        self.opts.root.join(rel)
+    /// What stands at `rel` now, without following links; `None` when nothing does (or a
+    /// folder on the way is missing).
+    fn meta(&self, rel: &str) -> Result<Option<std::fs::Metadata>, ConfineError> {
+        self.folder.stat(rel)
     }
 
     /// Whether the file at `rel` is exactly as scanned (`None`: absent as scanned).
     fn still(&self, rel: &str, seen: Option<&Local>) -> bool {
-        match (std::fs::symlink_metadata(self.abs(rel)), seen) {
-            (Err(e), None) => e.kind() == std::io::ErrorKind::NotFound,
-            (Ok(meta), Some(l)) => {
+        match (self.meta(rel), seen) {
+            (Ok(None), None) => true,
+            (Ok(Some(meta)), Some(l)) => {
                 meta.is_file() && meta.len() == l.size && mtime_ns(&meta) == l.mtime_ns
             }
             _ => false,
@@ -85,8 +87,10 @@ impl Syncer {
         rev: i64,
         file_id: &str,
     ) -> Result<(), SyncError> {
-        let meta = std::fs::symlink_metadata(self.abs(rel))
-            .map_err(|e| SyncError::Io(rel.to_owned(), e))?;
+        let meta = self
+            .meta(rel)
+            .map_err(|e| SyncError::Io(rel.to_owned(), std::io::Error::other(e)))?
+            .ok_or_else(|| SyncError::Io(rel.to_owned(), std::io::ErrorKind::NotFound.into()))?;
         let synced = Synced {
             base: Base {
                 sha256: sha256.to_owned(),
@@ -101,61 +105,25 @@ impl Syncer {
         Ok(())
     }
 
-    /// Removes the folders above `rel` that its removal left empty.
-    fn prune_empty_parents(&self, rel: &str) {
-        let mut dir = self.abs(rel);
-        while dir.pop() && dir.starts_with(&self.opts.root) && dir != self.opts.root {
-            if std::fs::remove_dir(&dir).is_err() {
-                break;
-            }
-        }
-    }
-
-    /// Removes the folder at `rel` if no file is left in it (at any depth), so a file can take
-    /// its place: the scan sees files, not folders, and the user may have emptied this one.
-    fn clear_empty_folder(&self, rel: &str) {
-        fn only_folders(dir: &Path) -> std::io::Result<bool> {
-            for entry in std::fs::read_dir(dir)? {
-                let entry = entry?;
-                if !entry.file_type()?.is_dir() || !only_folders(&entry.path())? {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        }
-        // Bottom-up, each removal refused if something appeared in the folder meanwhile.
-        fn remove(dir: &Path) -> std::io::Result<()> {
-            for entry in std::fs::read_dir(dir)? {
-                remove(&entry?.path())?;
-            }
-            std::fs::remove_dir(dir)
-        }
-        let abs = self.abs(rel);
-        // Not empty: the step that needs the path finds it taken and says so.
-        if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir())
-            && only_folders(&abs).unwrap_or(false)
-        {
-            let _ = remove(&abs);
-        }
-    }
-
-    fn rename(&self, from: &str, to: &str) -> Result<(), std::io::Error> {
-        let dest = self.abs(to);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::rename(self.abs(from), dest)
-    }
-
     /// Moves the local file at `path` aside to a conflicted copy; returns the copy's name.
     fn set_aside(&self, path: &str, seen: &Local) -> Option<String> {
         if !self.still(path, Some(seen)) {
             return None;
         }
-        let taken = |name: &str| self.abs(name).exists();
+        let taken = |name: &str| !self.still(name, None);
         let copy = copy_namer(&self.opts.host)(path, &taken);
-        self.rename(path, &copy).ok()?;
+        self.folder.rename(path, &copy).ok()?;
         Some(copy)
+    }
+}
+
+/// Files a step against the local folder under `refused` (a link in the way, a path no folder
+/// may hold: never retried as a failure) or under `failed` (planned again next pass).
+fn refused_or_failed(report: &mut Report, step: String, why: Option<ConfineError>) {
+    match why {
+        Some(e) if e.is_refusal() => report.refused.push(format!("{step}: {e}")),
+        Some(e) => report.failed.push(format!("{step}: {e}")),
+        None => report.failed.push(step),
     }
 }
 
@@ -212,8 +180,16 @@ fn set_aside_here(
 ) -> Option<Upload> {
     let mine = local.get(path)?;
     // The copy's name was free at the scan; a rename would replace whatever took it since.
-    if !s.still(path, Some(mine)) || !s.still(&copy, None) || s.rename(path, &copy).is_err() {
-        report.failed.push(format!("keeping {path} as {copy}"));
+    let moved = if s.still(path, Some(mine)) && s.still(&copy, None) {
+        s.folder.rename(path, &copy).err()
+    } else {
+        Some(ConfineError::Io(
+            path.to_owned(),
+            std::io::Error::other("changed since the scan"),
+        ))
+    };
+    if let Some(why) = moved {
+        refused_or_failed(report, format!("keeping {path} as {copy}"), Some(why));
         return None;
     }
     report.conflicts += 1;
@@ -245,12 +221,16 @@ async fn single(
             report.unavailable.push(format!("{path}: {status}"));
         }
         Action::DeleteLocal { path } => {
-            if s.still(&path, local.get(&path)) && std::fs::remove_file(s.abs(&path)).is_ok() {
-                s.state.forget(&path).await?;
-                s.prune_empty_parents(&path);
-                report.deleted_local += 1;
+            if !s.still(&path, local.get(&path)) {
+                report
+                    .failed
+                    .push(format!("removing {path}: changed since the scan"));
+            } else if let Err(e) = s.folder.remove_file(&path) {
+                refused_or_failed(report, format!("removing {path}"), Some(e));
             } else {
-                report.failed.push(format!("removing {path}"));
+                s.state.forget(&path).await?;
+                s.folder.prune_empty_parents(&path);
+                report.deleted_local += 1;
             }
         }
         Action::DeleteRemote { path, parent_rev } => {
@@ -296,18 +276,23 @@ async fn single(
                 .push(format!("moving {path} aside to {copy}: {e}")),
         },
         Action::MoveLocal { from, to, remote } => {
-            s.clear_empty_folder(&to);
-            let moved = s.still(&from, local.get(&from))
-                && s.still(&to, None)
-                && s.rename(&from, &to).is_ok();
-            if moved {
+            let step = format!("moving {from} to {to}");
+            if let Err(e) = s.folder.clear_empty_folder(&to) {
+                refused_or_failed(report, step, Some(e));
+                return Ok(());
+            }
+            if !s.still(&from, local.get(&from)) || !s.folder.is_free_for(&to, &from) {
+                report
+                    .failed
+                    .push(format!("{step}: changed since the scan"));
+            } else if let Err(e) = s.folder.rename(&from, &to) {
+                refused_or_failed(report, step, Some(e));
+            } else {
                 s.agree(&to, &remote.sha256, remote.rev, &remote.file_id)
                     .await?;
                 s.state.forget(&from).await?;
-                s.prune_empty_parents(&from);
+                s.folder.prune_empty_parents(&from);
                 report.moved_local += 1;
-            } else {
-                report.failed.push(format!("moving {from} to {to}"));
             }
         }
         Action::Upload { .. }
@@ -491,7 +476,7 @@ async fn send_bundled(
     let mut groups: Vec<Vec<Bundled>> = vec![Vec::new()];
     let mut group_bytes = 0;
     for (i, u, id, _) in files {
-        let read = tokio::fs::read(s.abs(&u.path)).await;
+        let read = s.folder.read(&u.path).map_err(std::io::Error::other);
         let data = match read {
             Ok(data) if data.len() as u64 == u.local.size => data,
             Ok(_) => {
@@ -582,10 +567,13 @@ async fn send(
     id: &str,
     location: &str,
 ) -> Result<(String, u64), SyncError> {
-    let path = s.abs(&u.path);
+    let path = s.folder.path().join(&u.path);
     let io = |e: std::io::Error| SyncError::Io(u.path.clone(), e);
     let Some(params) = delta_worthy(s, u.local.size).await else {
-        let data = tokio::fs::read(&path).await.map_err(io)?;
+        let data = s
+            .folder
+            .read(&u.path)
+            .map_err(|e| io(std::io::Error::other(e)))?;
         if data.len() as u64 != u.local.size {
             return Err(io(std::io::Error::other(
                 "the file changed while it was being sent",
@@ -649,7 +637,12 @@ async fn send(
 /// Cuts the local copy a download replaces, so its unchanged pieces need not be fetched.
 async fn old_copy(s: &Syncer, path: &str, remote: &Remote) -> Option<Pieces> {
     let params = delta_worthy(s, remote.size).await?;
-    let abs = s.abs(path);
+    // Only a regular file is read: a link there is no old copy.
+    s.meta(path)
+        .ok()
+        .flatten()
+        .filter(std::fs::Metadata::is_file)?;
+    let abs = s.folder.path().join(path);
     tokio::task::spawn_blocking(move || Pieces::of(&abs, params).ok())
         .await
         .ok()
@@ -709,8 +702,11 @@ async fn download_all(
             // The local file must still be what the plan saw, or the user's edit would be
             // overwritten: then the next pass sees a conflict instead. A folder emptied of its
             // files is no edit: it makes way.
-            if seen.is_none() {
-                s.clear_empty_folder(path);
+            if seen.is_none()
+                && let Err(e) = s.folder.clear_empty_folder(path)
+            {
+                refused_or_failed(report, format!("placing {path}"), Some(e));
+                continue;
             }
             if !s.still(path, seen.as_ref()) {
                 report
@@ -718,13 +714,8 @@ async fn download_all(
                     .push(format!("{path} changed while downloading"));
                 continue;
             }
-            let dest = s.abs(path);
-            let placed = dest
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| tmp.persist(&dest).map(|_| ()).map_err(|e| e.error));
-            if let Err(e) = placed {
-                report.failed.push(format!("placing {path}: {e}"));
+            if let Err(e) = s.folder.place(tmp, path) {
+                refused_or_failed(report, format!("placing {path}"), Some(e));
                 continue;
             }
             s.agree(path, &remote.sha256, remote.rev, &remote.file_id)

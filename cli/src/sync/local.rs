@@ -36,6 +36,8 @@ pub struct Scan {
     pub skipped: Vec<PathBuf>,
     /// Files read and hashed this time.
     pub hashed: usize,
+    /// Symbolic links in the folder: sync never writes, moves or deletes through one.
+    pub links: BTreeSet<String>,
     rules: Gitignore,
 }
 
@@ -45,6 +47,16 @@ impl Scan {
     /// nor, once ignored, deleted anywhere; it simply stops being synced.
     pub fn syncs(&self, rel: &str) -> bool {
         is_synced(&self.rules, rel, false)
+    }
+
+    /// The symbolic link in the folder that `rel` is, or lies under, if any.
+    pub fn link_over<'a>(&'a self, rel: &str) -> Option<&'a str> {
+        let key = filestore_domain::paths::fold_key(rel);
+        // Compared by key: on a case-insensitive file system `LINK/x` goes through `link`.
+        self.links.iter().map(String::as_str).find(|link| {
+            let link_key = filestore_domain::paths::fold_key(link);
+            key == link_key || filestore_domain::tree::is_inside(&key, &link_key)
+        })
     }
 
     /// The folders above `rel`, an entry sync leaves alone, and `rel` itself if it is one.
@@ -68,10 +80,16 @@ pub fn ignore_rules(root: &Path) -> Result<Gitignore, ScanError> {
     Ok(builder.build()?)
 }
 
+/// Whether `rel` is the client's own folder or inside it, in any spelling a case-insensitive
+/// file system would take for it (`.FILESTORE/state.db` is the state database there).
+pub fn is_client_dir(rel: &str) -> bool {
+    let top = rel.split('/').next().unwrap_or(rel);
+    filestore_domain::paths::fold_key(top) == CLIENT_DIR
+}
+
 /// Whether `rel` (a `/`-separated path below the root) is synced at all.
 pub fn is_synced(rules: &Gitignore, rel: &str, is_dir: bool) -> bool {
-    let top = rel.split('/').next().unwrap_or(rel);
-    top != CLIENT_DIR
+    !is_client_dir(rel)
         && !rules
             .matched_path_or_any_parents(Path::new(rel), is_dir)
             .is_ignore()
@@ -105,6 +123,7 @@ pub fn scan(root: &Path, base: &BTreeMap<String, Synced>) -> Result<Scan, ScanEr
         held: BTreeSet::new(),
         skipped: Vec::new(),
         hashed: 0,
+        links: BTreeSet::new(),
         rules: ignore_rules(root)?,
     };
     let rules = scan.rules.clone();
@@ -175,6 +194,9 @@ fn walk(
             );
         } else {
             // A link, a socket, a device: not synced, and its folders cannot be cleared.
+            if kind.is_symlink() {
+                scan.links.insert(rel.clone());
+            }
             scan.hold(&rel, false);
         }
     }

@@ -7,6 +7,7 @@
 //! are renamed into place) and the next pass picks up from what was recorded.
 pub mod apply;
 pub mod chunks;
+pub mod confined;
 pub mod local;
 pub mod plan;
 pub mod remote;
@@ -72,6 +73,11 @@ pub struct Report {
     /// Server versions that can never be downloaded (quarantined as malware, failed for
     /// good), with why: the local side of each is left as it is.
     pub unavailable: Vec<String>,
+    /// Paths sync will not use, with why: a server path no folder may hold (`..`, absolute,
+    /// a backslash, NUL, overlong, a name Windows cannot hold), a path under a symbolic link
+    /// in the folder, a local name no server can hold. Each is left alone on both sides:
+    /// never written, never retried as a failure, never turned into a delete.
+    pub refused: Vec<String>,
 }
 
 impl Report {
@@ -108,6 +114,10 @@ impl Report {
         self.hashed += other.hashed;
         self.failed = other.failed.clone();
         self.unavailable = other.unavailable.clone();
+        // A server path is refused once, when the feed brings it; a link, on every pass.
+        self.refused.extend(other.refused.iter().cloned());
+        self.refused.sort();
+        self.refused.dedup();
     }
 }
 
@@ -115,6 +125,8 @@ pub struct Syncer {
     pub(crate) client: Client,
     pub(crate) opts: SyncOptions,
     pub(crate) state: State,
+    /// The folder: every local write, move and delete goes through it.
+    pub(crate) folder: confined::Folder,
     /// The server's chunking, asked once.
     chunking: tokio::sync::OnceCell<ChunkParams>,
 }
@@ -130,6 +142,7 @@ impl Syncer {
         for leftover in std::fs::read_dir(&tmp).map_err(|e| io(&tmp, e))?.flatten() {
             let _ = std::fs::remove_file(leftover.path());
         }
+        let folder = confined::Folder::open(&opts.root).map_err(|e| io(&opts.root, e))?;
         let state = State::open(&dir.join("state.db")).await?;
         match state.meta("server").await? {
             Some(known) if known != server => {
@@ -146,6 +159,7 @@ impl Syncer {
             client,
             opts,
             state,
+            folder,
             chunking: tokio::sync::OnceCell::new(),
         })
     }
@@ -186,22 +200,35 @@ impl Syncer {
             .collect();
         let mut mirror = self.state.mirror().await?;
         let mut cursor = self.state.cursor().await?;
-        remote::refresh(&self.client, &mut mirror, &mut cursor, &base).await?;
+        let mut refused = remote::refresh(&self.client, &mut mirror, &mut cursor, &base).await?;
         self.state.save_mirror(&mirror, cursor.unwrap_or(0)).await?;
         let root = self.opts.root.clone();
         let scan = tokio::task::spawn_blocking(move || local::scan(&root, &synced)).await??;
         for skipped in &scan.skipped {
             tracing::warn!(path = %skipped.display(), "not synced: no server can hold this name");
+            refused.push(format!(
+                "{}: no server can hold this name",
+                skipped.display()
+            ));
         }
-        // A path the rules now name stops being synced, and forgetting that it ever agreed
-        // makes un-ignoring it later a first meeting of both sides (a download, or both kept),
-        // never a delete.
-        let (base, ignored): (BTreeMap<_, _>, BTreeMap<_, _>) =
-            base.into_iter().partition(|(p, _)| scan.syncs(p));
+        // A path the rules now name, or one a link now stands over, stops being synced, and
+        // forgetting that it ever agreed makes syncing it again later a first meeting of both
+        // sides (a download, or both kept), never a delete.
+        let (base, ignored): (BTreeMap<_, _>, BTreeMap<_, _>) = base
+            .into_iter()
+            .partition(|(p, _)| scan.syncs(p) && scan.link_over(p).is_none());
         for path in ignored.keys() {
             self.state.forget(path).await?;
         }
-        mirror.retain(|p, _| scan.syncs(p));
+        mirror.retain(|p, _| {
+            if let Some(link) = scan.link_over(p) {
+                refused.push(format!(
+                    "{p}: {link} is a symbolic link in the folder; sync does not follow links"
+                ));
+                return false;
+            }
+            scan.syncs(p)
+        });
         let namer = apply::copy_namer(&self.opts.host);
         let actions = plan::plan(
             &Trees {
@@ -212,8 +239,12 @@ impl Syncer {
             },
             &namer,
         );
+        for why in &refused {
+            tracing::warn!(%why, "refused");
+        }
         let mut report = Report {
             hashed: scan.hashed,
+            refused,
             ..Report::default()
         };
         apply::run(self, actions, &scan.files, &base, &mut report).await?;

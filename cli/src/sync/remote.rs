@@ -2,10 +2,15 @@
 //! tree and keeps the cursor that listing is consistent with; later syncs only read the
 //! changes after it. A change is applied only if it is newer than what the mirror holds for
 //! its path, so replaying changes a listing already reflected does nothing.
+//!
+//! Nothing the server (or anything between it and this client) sends is trusted as a local
+//! path: a path that is not in the domain's canonical form, or that names the client's own
+//! folder, never reaches the mirror, so no step is ever planned for it; it is reported once.
 use std::collections::BTreeMap;
 
 use filestore_api::dto::tree::{ChangeInfo, EntryInfo};
 
+use super::local::is_client_dir;
 use super::plan::{Base, Remote};
 use crate::client::{Client, ClientError};
 
@@ -21,28 +26,60 @@ fn remote_of(e: &EntryInfo) -> Remote {
     }
 }
 
-/// Applies one change of the feed to the mirror.
-pub fn apply_change(mirror: &mut BTreeMap<String, Remote>, c: &ChangeInfo) {
+/// Why a path from the server cannot be a path in the folder, if it cannot.
+pub fn refusal(path: &str) -> Option<String> {
+    if let Err(e) = filestore_domain::paths::normalize(path) {
+        return Some(format!(
+            "{path:?}: the server sent a path no folder may hold: {e}"
+        ));
+    }
+    if !filestore_domain::paths::is_canonical(path) {
+        return Some(format!(
+            "{path:?}: the server sent a path that is not canonical"
+        ));
+    }
+    is_client_dir(path)
+        .then(|| format!("{path:?}: the server sent a path in the client's own folder"))
+}
+
+/// Takes `path` into the mirror only if it may be a path in the folder; else says why.
+fn usable(path: &str, refused: &mut Vec<String>) -> bool {
+    match refusal(path) {
+        Some(why) => {
+            refused.push(why);
+            false
+        }
+        None => true,
+    }
+}
+
+/// Applies one change of the feed to the mirror; a path it refuses goes to `refused`.
+pub fn apply_change(
+    mirror: &mut BTreeMap<String, Remote>,
+    c: &ChangeInfo,
+    refused: &mut Vec<String>,
+) {
     let older =
         |m: &BTreeMap<String, Remote>, path: &str| m.get(path).is_none_or(|r| r.rev < c.rev);
     match c.kind.as_str() {
         "create" | "update" => {
-            if older(mirror, &c.path) {
+            if usable(&c.path, refused) && older(mirror, &c.path) {
                 mirror.insert(c.path.clone(), remote_of_change(c));
             }
         }
         "move" => {
             if let Some(from) = &c.from_path
+                && usable(from, refused)
                 && older(mirror, from)
             {
                 mirror.remove(from);
             }
-            if older(mirror, &c.path) {
+            if usable(&c.path, refused) && older(mirror, &c.path) {
                 mirror.insert(c.path.clone(), remote_of_change(c));
             }
         }
         "delete" => {
-            if older(mirror, &c.path) {
+            if usable(&c.path, refused) && older(mirror, &c.path) {
                 mirror.remove(&c.path);
             }
         }
@@ -60,8 +97,11 @@ fn remote_of_change(c: &ChangeInfo) -> Remote {
     }
 }
 
-/// The whole tree and the cursor it is consistent with.
-pub async fn list_all(client: &Client) -> Result<(BTreeMap<String, Remote>, i64), ClientError> {
+/// The whole tree and the cursor it is consistent with; paths it refuses go to `refused`.
+pub async fn list_all(
+    client: &Client,
+    refused: &mut Vec<String>,
+) -> Result<(BTreeMap<String, Remote>, i64), ClientError> {
     let mut mirror = BTreeMap::new();
     let mut after: Option<String> = None;
     let mut cursor = None;
@@ -70,7 +110,9 @@ pub async fn list_all(client: &Client) -> Result<(BTreeMap<String, Remote>, i64)
         // The first page's position: anything later is in the feed after it.
         cursor.get_or_insert(page.cursor);
         for e in &page.entries {
-            mirror.insert(e.path.clone(), remote_of(e));
+            if usable(&e.path, refused) {
+                mirror.insert(e.path.clone(), remote_of(e));
+            }
         }
         match page.next_after {
             Some(next) => after = Some(next),
@@ -89,15 +131,16 @@ pub fn needs_listing(mirror: &BTreeMap<String, Remote>, base: &BTreeMap<String, 
     })
 }
 
-/// Brings `mirror` and `cursor` up to date with the server.
+/// Brings `mirror` and `cursor` up to date with the server; returns the paths it refused.
 pub async fn refresh(
     client: &Client,
     mirror: &mut BTreeMap<String, Remote>,
     cursor: &mut Option<i64>,
     base: &BTreeMap<String, Base>,
-) -> Result<(), ClientError> {
+) -> Result<Vec<String>, ClientError> {
+    let mut refused = Vec::new();
     if cursor.is_none() || needs_listing(mirror, base) {
-        let (listed, at) = list_all(client).await?;
+        let (listed, at) = list_all(client, &mut refused).await?;
         *mirror = listed;
         *cursor = Some(at);
     }
@@ -105,7 +148,7 @@ pub async fn refresh(
     loop {
         let page = client.changes(at, PAGE, 0).await?;
         for c in &page.changes {
-            apply_change(mirror, c);
+            apply_change(mirror, c, &mut refused);
         }
         at = page.cursor;
         if !page.has_more {
@@ -113,7 +156,7 @@ pub async fn refresh(
         }
     }
     *cursor = Some(at);
-    Ok(())
+    Ok(refused)
 }
 
 #[cfg(test)]
@@ -137,15 +180,55 @@ mod tests {
     #[test]
     fn changes_apply_in_order_and_replays_of_older_ones_do_nothing() {
         let mut m = BTreeMap::new();
-        apply_change(&mut m, &change("create", "a", None, 1));
-        apply_change(&mut m, &change("update", "a", None, 2));
-        apply_change(&mut m, &change("move", "b", Some("a"), 3));
+        let mut refused = Vec::new();
+        apply_change(&mut m, &change("create", "a", None, 1), &mut refused);
+        apply_change(&mut m, &change("update", "a", None, 2), &mut refused);
+        apply_change(&mut m, &change("move", "b", Some("a"), 3), &mut refused);
         assert!(!m.contains_key("a"));
         assert_eq!(m["b"].rev, 3);
         // A listing taken after these already showed b at 3: replaying 1 and 2 is harmless.
-        apply_change(&mut m, &change("create", "b", None, 1));
+        apply_change(&mut m, &change("create", "b", None, 1), &mut refused);
         assert_eq!(m["b"].rev, 3);
-        apply_change(&mut m, &change("delete", "b", None, 4));
+        apply_change(&mut m, &change("delete", "b", None, 4), &mut refused);
+        assert!(m.is_empty());
+        assert!(refused.is_empty());
+    }
+
+    #[test]
+    fn server_paths_no_folder_may_hold_never_reach_the_mirror() {
+        let long = "n".repeat(300);
+        let bad = [
+            "../escape.txt",
+            "/etc/passwd",
+            "a/../../b",
+            "a\\..\\b",
+            "nul\0byte",
+            long.as_str(),
+            "cafe\u{301}.txt",
+            ".filestore/state.db",
+            ".FileStore/tmp/x",
+            "CON.txt",
+        ];
+        let mut m = BTreeMap::new();
+        let mut refused = Vec::new();
+        for (n, path) in bad.iter().enumerate() {
+            let rev = n as i64 + 1;
+            apply_change(&mut m, &change("create", path, None, rev), &mut refused);
+            apply_change(
+                &mut m,
+                &change("move", path, Some("../from"), rev),
+                &mut refused,
+            );
+        }
+        assert!(m.is_empty(), "{m:?}");
+        assert_eq!(refused.len(), bad.len() * 3, "{refused:#?}");
+        // A move out to a refused path takes the file off the mirror, and puts nothing in.
+        apply_change(&mut m, &change("create", "ok.txt", None, 100), &mut refused);
+        apply_change(
+            &mut m,
+            &change("move", "../ok.txt", Some("ok.txt"), 101),
+            &mut refused,
+        );
         assert!(m.is_empty());
     }
 
@@ -154,7 +237,7 @@ mod tests {
         let mut m = BTreeMap::new();
         let mut c = change("create", "a", None, 5);
         c.status = "processing".into();
-        apply_change(&mut m, &c);
+        apply_change(&mut m, &c, &mut Vec::new());
         let mut base = BTreeMap::new();
         assert!(needs_listing(&m, &base));
         // Its own upload: it has the content already.

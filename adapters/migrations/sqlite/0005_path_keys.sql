@@ -1,0 +1,10 @@
+-- One name, one file (DESIGN invariant 8): paths that differ only in case or Unicode
+-- normalization are one path. `path_key` is the folded form (filestore_domain::paths::fold_key),
+-- computed by the application, which also fills it in for rows written before this column
+-- (normalization and case folding are not SQL). Every tree change holds the owner's
+-- change_seq row, so uniqueness per key is kept by the tree code under that lock; rows from
+-- before the policy that share a key stay reachable by their exact spelling.
+ALTER TABLE entries ADD COLUMN path_key TEXT;
+ALTER TABLE versions ADD COLUMN path_key TEXT;
+CREATE INDEX entries_path_key ON entries (owner, path_key);
+CREATE INDEX versions_path_key ON versions (owner, path_key);
