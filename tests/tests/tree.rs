@@ -493,6 +493,49 @@ async fn the_embedded_store_keeps_the_tree_contract() {
     tree_contract(Arc::new(store)).await;
 }
 
+/// Rows written before paths had folded keys get them when the store opens, and are found by
+/// any spelling from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_from_before_the_name_policy_get_their_keys_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let store = SqliteStore::open(&db).await.unwrap();
+    let t = Tree::new(Arc::new(store.clone()), "alice");
+    t.write_ready("Old/Name.txt", b"old", Expect::Absent).await;
+    for table in ["entries", "versions"] {
+        sqlx::query(&format!("UPDATE {table} SET path_key = NULL"))
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    assert!(
+        t.store
+            .entry(&t.owner, "old/name.txt")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    drop((t, store));
+
+    let reopened = SqliteStore::open(&db).await.unwrap();
+    let t = Tree::new(Arc::new(reopened), "alice");
+    let found = t
+        .store
+        .entry(&t.owner, "OLD/NAME.TXT")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.path, "Old/Name.txt");
+    assert_eq!(
+        t.store
+            .versions(&t.owner, "old/name.txt")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_production_store_keeps_the_tree_contract() {
     let ns = Namespace::create(Services::shared(), "tree").await;

@@ -286,3 +286,64 @@ async fn the_change_feed_long_polls_and_reports_every_kind_of_change() {
     let bad = svc.get("/v1/changes?limit=0", &t).await;
     assert_eq!(bad.code(), "invalid_limit");
 }
+
+/// DESIGN invariant 8 over HTTP: names that macOS or Windows would take for one are one file,
+/// names Windows cannot hold are refused, and a rename of the case alone works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_name_is_one_file_as_macos_and_windows_see_it() {
+    let svc = Service::start().await;
+    let t = svc.token("alice");
+    let first = write(&svc, &t, "norm/caf\u{e9}.txt", b"nfc", json!(0)).await;
+    assert_eq!(first["status"], 200);
+    let nfd = write(&svc, &t, "norm/cafe\u{301}.txt", b"nfd", json!(0)).await;
+    assert_eq!(
+        (nfd["status"].as_u64(), nfd["code"].as_str()),
+        (Some(409), Some("rev_conflict"))
+    );
+    let readme = write(&svc, &t, "Readme.txt", b"first", json!(0)).await;
+    assert_eq!(readme["status"], 200);
+    let shadow = write(&svc, &t, "README.txt", b"second", json!(0)).await;
+    assert_eq!(shadow["status"], 409, "{shadow}");
+    let other_folder = write(&svc, &t, "NORM/other.txt", b"x", json!(0)).await;
+    assert_eq!(other_folder["status"], 200);
+    assert_eq!(
+        paths(&svc, &t, "/v1/tree").await,
+        ["Readme.txt", "norm/caf\u{e9}.txt", "norm/other.txt"],
+        "one spelling each, the first, and one folder"
+    );
+    // Decomposed input is answered in NFC, by any spelling.
+    let entry = svc.get("/v1/entry?path=NORM/CAFE%CC%81.TXT", &t).await;
+    assert_eq!(entry.json()["path"], "norm/caf\u{e9}.txt");
+
+    let moved = svc
+        .post_json(
+            "/v1/tree/move",
+            &t,
+            &json!({"from": "readme.txt", "to": "README.txt"}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.json());
+    assert!(
+        paths(&svc, &t, "/v1/tree")
+            .await
+            .contains(&"README.txt".to_owned())
+    );
+
+    for bad in [
+        "CON",
+        "docs/nul.txt",
+        "a:b.txt",
+        "what?.txt",
+        "trailing.",
+        "trailing ",
+    ] {
+        let r = svc
+            .post_json("/v1/file", &t, &json!({"path": bad, "size": 1}))
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "invalid_name".to_owned()),
+            "{bad:?}"
+        );
+    }
+}
