@@ -411,6 +411,41 @@ async fn paths_a_hostile_proxy_rewrites_are_refused_and_nothing_outside_changes(
     assert_eq!(server_files(&svc, &t).await.len(), rewrites.len() + 1);
 }
 
+/// Two devices that each make a file under names a case-insensitive file system takes for one
+/// (`Readme.txt`, `README.txt`): the server holds one name, so the second is kept beside it as
+/// a conflicted copy, and every device ends with both contents. A later rename of the case
+/// alone reaches the other device as a rename.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_differ_only_in_case_never_shadow_each_other() {
+    let svc = Service::start().await;
+    let (t, laptop, phone) = laptop_and_phone(&svc, "alice").await;
+    write(&laptop, "Readme.txt", b"the laptop's readme");
+    write(&phone, "README.txt", b"the phone's readme");
+    laptop.settle().await;
+    let second = phone.settle().await;
+    assert_eq!(second.conflicts, 1, "{second:?}");
+    laptop.settle().await;
+
+    let on_server = server_files(&svc, &t).await;
+    assert_eq!(on_server.len(), 2, "{on_server:?}");
+    let contents: BTreeSet<&String> = on_server.values().collect();
+    let both: BTreeSet<String> = [
+        sha256_hex(b"the laptop's readme"),
+        sha256_hex(b"the phone's readme"),
+    ]
+    .into();
+    assert_eq!(contents, both.iter().collect());
+    assert_eq!(laptop.files(), on_server);
+    assert_eq!(phone.files(), on_server);
+
+    std::fs::rename(laptop.path("Readme.txt"), laptop.path("README.TXT")).unwrap();
+    assert_eq!(laptop.settle().await.moved_remote, 1);
+    let renamed = phone.settle().await;
+    assert_eq!(renamed.moved_local, 1, "{renamed:?}");
+    assert_eq!(read(&phone, "README.TXT"), b"the laptop's readme");
+    assert_eq!(phone.files(), server_files(&svc, &t).await);
+}
+
 /// A file on one device and a folder of the same name on another, whichever syncs first: both
 /// are kept everywhere, the folder under the name and the file as a conflicted copy beside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
