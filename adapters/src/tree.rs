@@ -197,6 +197,14 @@ where
     })
 }
 
+/// The end of the key range that holds every key starting with `prefix`: keys compare
+/// bytewise (SQLite BINARY, PostgreSQL "C"), and no character sorts after U+10FFFF, so the
+/// range `prefix..end` lets the `(owner, path_key)` index find a folder's contents instead of
+/// testing every key of the owner.
+pub(crate) fn key_range_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
 /// A store's turn to write: SQLite takes one writer at a time inside the process, PostgreSQL
 /// needs none.
 pub(crate) type WriteTurn<'a> = Option<tokio::sync::MutexGuard<'a, ()>>;
@@ -217,7 +225,7 @@ macro_rules! tree_store {
         use $crate::meta::StoreError;
         use $crate::tree::{
             Change, ChangePage, Entry, ListQuery, Listing, TreeStore, Version, change_from_row,
-            entry_from_row, version_from_row,
+            entry_from_row, key_range_end, version_from_row,
         };
 
         type Tx<'c> = Transaction<'c, $db>;
@@ -312,11 +320,12 @@ macro_rules! tree_store {
             for depth in (1..parts.len()).rev() {
                 let folder_key = format!("{}/", fold_key(&parts[..depth].join("/")));
                 let known: Option<String> = sqlx::query_scalar(
-                    "SELECT path FROM entries WHERE owner = $1
-                       AND substr(path_key, 1, length($2)) = $2 ORDER BY path LIMIT 1",
+                    "SELECT path FROM entries WHERE owner = $1 AND path_key >= $2 AND path_key < $3
+                       AND substr(path_key, 1, length($2)) = $2 ORDER BY path_key LIMIT 1",
                 )
                 .bind(owner.as_str())
                 .bind(&folder_key)
+                .bind(key_range_end(&folder_key))
                 .fetch_optional(&mut **tx)
                 .await?;
                 if let Some(known) = known {
@@ -339,6 +348,7 @@ macro_rules! tree_store {
             let prefix = format!("{}/", fold_key(folder));
             let sql = format!(
                 "SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND (e.trashed_at IS NOT NULL) = $2
+                   AND e.path_key >= $3 AND e.path_key < $5
                    AND substr(e.path_key, 1, length($3)) = $3 ORDER BY e.path LIMIT $4"
             );
             let rows = sqlx::query(&sql)
@@ -346,6 +356,7 @@ macro_rules! tree_store {
                 .bind(trashed)
                 .bind(&prefix)
                 .bind(limit.unwrap_or(i64::MAX))
+                .bind(key_range_end(&prefix))
                 .fetch_all(&mut **tx)
                 .await?;
             rows.iter().map(entry_from_row).collect()
@@ -579,15 +590,18 @@ macro_rules! tree_store {
                 let cursor = cursor_in(&mut tx, owner).await?;
                 let sql = format!(
                     "SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND (e.trashed_at IS NOT NULL) = $2
+                       AND e.path_key >= $3 AND e.path_key < $6
                        AND substr(e.path_key, 1, length($3)) = $3 AND e.path > $4
                      ORDER BY e.path LIMIT $5"
                 );
+                let prefix = fold_key(&q.prefix);
                 let rows = sqlx::query(&sql)
                     .bind(owner.as_str())
                     .bind(q.trashed)
-                    .bind(fold_key(&q.prefix))
+                    .bind(&prefix)
                     .bind(q.after.as_deref().unwrap_or(""))
                     .bind(i64::from(q.limit))
+                    .bind(key_range_end(&prefix))
                     .fetch_all(&mut *tx)
                     .await?;
                 tx.commit().await?;

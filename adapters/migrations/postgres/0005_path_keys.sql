@@ -4,7 +4,8 @@
 -- (normalization and case folding are not SQL). Every tree change holds the owner's
 -- change_seq row, so uniqueness per key is kept by the tree code under that lock; rows from
 -- before the policy that share a key stay reachable by their exact spelling.
-ALTER TABLE entries ADD COLUMN path_key TEXT;
-ALTER TABLE versions ADD COLUMN path_key TEXT;
+-- Keys compare bytewise ("C"), like paths, so a folder's contents are one index range.
+ALTER TABLE entries ADD COLUMN path_key TEXT COLLATE "C";
+ALTER TABLE versions ADD COLUMN path_key TEXT COLLATE "C";
 CREATE INDEX entries_path_key ON entries (owner, path_key);
 CREATE INDEX versions_path_key ON versions (owner, path_key);
