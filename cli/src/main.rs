@@ -362,7 +362,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let syncer = Syncer::open(client, &cli.server, opts).await?;
             if watch {
                 let print = |r: &sync::Report| {
-                    if r.did_work() || !r.failed.is_empty() {
+                    if r.did_work() || !r.failed.is_empty() || !r.refused.is_empty() {
                         println!("{}", serde_json::to_string(r).unwrap_or_default());
                     }
                 };
@@ -376,6 +376,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&report)?);
             for f in &report.failed {
                 eprintln!("not synced yet: {f}");
+            }
+            for r in &report.refused {
+                eprintln!("refused: {r}");
             }
             Ok(if report.failed.is_empty() && report.waiting == 0 {
                 ExitCode::SUCCESS
