@@ -396,7 +396,7 @@ async fn s3_store_keeps_the_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_chunks_are_immutable_for_caches_and_presigned_urls_work() {
+async fn s3_presigned_chunk_urls_ask_for_private_caching_and_work() {
     let ns = namespace("s3presign").await;
     let store = ns.s3();
     store

@@ -305,7 +305,7 @@ async fn odd_paths_and_queries_still_get_problem_documents() {
             &[],
         )
         .await;
-    assert_problem(&chunk, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_problem(&chunk, StatusCode::FORBIDDEN, "invalid_signature");
     svc.stop().await;
 }
 

@@ -51,7 +51,8 @@ fn ensure_downloadable(file: &FileRecord) -> Result<(), ApiError> {
     }
 }
 
-fn chunk_resource(id: &ChunkId) -> String {
+/// What a chunk URL's signature covers: the chunk id as the URL spells it.
+fn chunk_resource(id: impl std::fmt::Display) -> String {
     format!("chunk:{id}")
 }
 
@@ -80,7 +81,7 @@ async fn build_descriptor(
             None => format!(
                 "{base}/v1/chunks/{}?exp={expires_at}&sig={}",
                 c.id,
-                state.signer.sign(&chunk_resource(&c.id), expires_at)
+                state.signer.sign(&chunk_resource(c.id), expires_at)
             ),
         };
         links.push(ChunkLink {
@@ -289,11 +290,7 @@ pub struct SignatureParams {
 }
 
 /// Checks a signed chunk URL's signature; returns the seconds it stays valid.
-fn check_signature(
-    state: &AppState,
-    chunk_id: &ChunkId,
-    q: &SignatureParams,
-) -> Result<u64, ApiError> {
+fn check_signature(state: &AppState, id: &str, q: &SignatureParams) -> Result<u64, ApiError> {
     let (Some(exp), Some(sig)) = (q.exp.as_deref(), q.sig.as_deref()) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -308,7 +305,7 @@ fn check_signature(
     let now = now_secs();
     state
         .signer
-        .verify(&chunk_resource(chunk_id), exp, sig, now)
+        .verify(&chunk_resource(id), exp, sig, now)
         .map_err(|e| match e {
             SignatureError::Expired => {
                 ApiError::new(StatusCode::FORBIDDEN, "url_expired", e.to_string())
@@ -327,10 +324,11 @@ pub async fn chunk(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<SignatureParams>,
 ) -> Result<Response, ApiError> {
+    // The signature first: without a valid one, no answer says anything about the id.
+    let valid_for = check_signature(&state, &id, &q)?;
     let chunk_id: ChunkId = id
         .parse()
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such chunk"))?;
-    let valid_for = check_signature(&state, &chunk_id, &q)?;
     let bytes = state
         .objects
         .get_bytes(&chunk_id.object_key())
