@@ -1,35 +1,84 @@
 //! Request and response bodies of the v1 API (camelCase JSON).
 use filestore_adapters::{FileRecord, Usage};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{
+    AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::error::Problem;
 
+pub mod rules;
 pub mod tree;
+pub mod whole;
+
+use rules::FilePath;
 
 /// One file to upload.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterFile {
     /// Where the file lives in the user's tree, `/`-separated.
+    #[schema(value_type = FilePath)]
     pub path: String,
-    /// Exact size in bytes.
-    #[schema(value_type = u64)]
+    /// Exact size in bytes, a whole number; over the server's limit per file answers 413
+    /// `file_too_large`.
+    #[schema(value_type = u64, minimum = 0, maximum = 1099511627776_i64)]
     pub size: serde_json::Number,
     /// Optional SHA-256 (hex) the upload must match.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub sha256: Option<String>,
     /// MIME type; `application/octet-stream` when absent.
+    #[schema(max_length = 255, pattern = "^[ -~]*/[ -~]*$", example = "text/plain")]
     pub content_type: Option<String>,
     /// The revision of the path this upload edits: finalize answers 409 `rev_conflict` if the
     /// path moved on meanwhile. `0`: the path must be free. Absent: the upload becomes the head
     /// whatever is there (the previous head stays as a version).
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    #[serde(default, deserialize_with = "whole::option_i64")]
     pub parent_rev: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct RegisterBatch {
+    /// 1 to the server's batch limit (`--max-batch`) files.
+    #[schema(min_items = 1, max_items = 1000, value_type = Vec<BatchFile>)]
     pub files: Vec<RegisterFile>,
 }
+
+/// One file of a batch as the request must hold it. Its values are checked file by file, as
+/// `POST /v1/file` checks them (see `RegisterFile`): a file that fails gets its problem in its
+/// result and the others are registered.
+pub struct BatchFile;
+
+impl PartialSchema for BatchFile {
+    fn schema() -> RefOr<Schema> {
+        let text =
+            || ObjectBuilder::new().schema_type(SchemaType::Array(vec![Type::String, Type::Null]));
+        ObjectBuilder::new()
+            .property("path", ObjectBuilder::new().schema_type(Type::String))
+            .required("path")
+            .property("size", ObjectBuilder::new().schema_type(Type::Number))
+            .required("size")
+            .property("sha256", text())
+            .property("contentType", text())
+            .property(
+                "parentRev",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Array(vec![Type::Integer, Type::Null]))
+                    .minimum(Some(i64::MIN))
+                    .maximum(Some(i64::MAX)),
+            )
+            .description(Some(
+                "A file to register, checked on its own as `RegisterFile` states; a refused \
+                 file gets its problem in its result.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for BatchFile {}
 
 /// Where and how to send the bytes of a registered file.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -78,24 +127,70 @@ pub struct DirectPart {
 #[serde(rename_all = "camelCase")]
 pub struct CompletedUpload {
     pub upload_id: String,
+    #[schema(min_items = 1, max_items = 10000)]
     pub parts: Vec<CompletedUploadPart>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CompletedUploadPart {
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(deserialize_with = "whole::u32")]
     pub number: u32,
     /// The ETag storage answered the part's PUT with.
     pub etag: String,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// One file of a batch registration: registered (its upload details, `error` null) or
+/// refused (`error` says why).
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchItem {
     pub index: usize,
     #[serde(flatten)]
     pub registered: Option<Registered>,
     pub error: Option<Problem>,
+}
+
+// Written by hand: the derived schema of a flattened `Option` demanded the registration's
+// fields of a refused item too.
+impl utoipa::PartialSchema for BatchItem {
+    fn schema() -> RefOr<Schema> {
+        let index = || {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .description(Some("The file's position in the request."))
+        };
+        let registered = AllOfBuilder::new()
+            .item(Ref::from_schema_name("Registered"))
+            .item(
+                ObjectBuilder::new()
+                    .property("index", index())
+                    .required("index")
+                    .property("error", ObjectBuilder::new().schema_type(Type::Null)),
+            );
+        let refused = ObjectBuilder::new()
+            .property("index", index())
+            .required("index")
+            .property("error", Ref::from_schema_name("Problem"))
+            .required("error");
+        OneOfBuilder::new()
+            .item(registered)
+            .item(refused)
+            .description(Some(
+                "A registered file (its upload details) or a refused one (`error`).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for BatchItem {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push(("Registered".into(), Registered::schema()));
+        <Registered as ToSchema>::schemas(schemas);
+        schemas.push(("Problem".into(), Problem::schema()));
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -145,8 +240,10 @@ impl UploadReceipt {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct FinalizeRequest {
     /// `sha256-<64 hex digits>` of the whole file.
+    #[schema(pattern = "^sha256-[0-9a-fA-F]{64}$")]
     pub checksum: String,
-    #[schema(value_type = u64)]
+    /// The size declared at registration, a whole number.
+    #[schema(value_type = u64, minimum = 0, maximum = 1099511627776_i64)]
     pub size: serde_json::Number,
     /// For a direct multipart upload: its id and the parts' ETags.
     pub multipart: Option<CompletedUpload>,

@@ -5,16 +5,29 @@ use filestore_adapters::{ObjectError, StoreError, TenantKeyError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// RFC 9457 problem details.
+/// RFC 9457 problem details, the body of every error (`application/problem+json`).
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:filestore:problem:invalid_path",
+    "title": "Bad Request",
+    "status": 400,
+    "code": "invalid_path",
+    "detail": "path components '.' and '..' are not allowed"
+}))]
 pub struct Problem {
     /// A URI naming the problem type (`urn:filestore:problem:<code>`).
     #[serde(rename = "type")]
+    #[schema(pattern = "^urn:filestore:problem:[a-z0-9_]+$")]
     pub kind: String,
+    /// The HTTP status's reason phrase.
     pub title: String,
+    /// The HTTP status of the response (repeated in a batch item's own problem).
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     /// Stable machine-readable code; clients branch on this.
+    #[schema(pattern = "^[a-z0-9_]+$")]
     pub code: String,
+    /// What went wrong, for people.
     pub detail: String,
 }
 

@@ -1,6 +1,7 @@
 //! Filestore's REST API (DESIGN §5): JWT-authenticated, owner-checked, problem+json errors.
 #![forbid(unsafe_code)]
 
+pub mod apidoc;
 pub mod auth;
 pub mod config;
 pub mod dto;
@@ -14,11 +15,13 @@ pub mod validate;
 
 use std::time::Instant;
 
+use apidoc::{BundleExample, SharedResponses};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+use filestore_domain::chunking::ChunkParams;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
@@ -60,7 +63,15 @@ pub(crate) const JSON_BODY_LIMIT: usize = 16 * 1024 * 1024;
         routes::ops::healthz,
         routes::ops::readyz,
     ),
-    modifiers(&BearerAuth)
+    components(schemas(
+        error::Problem,
+        dto::rules::FilePath,
+        dto::rules::PathPrefix,
+        dto::rules::IdList,
+        dto::rules::Sha256Hex,
+        dto::rules::Binary
+    )),
+    modifiers(&BearerAuth, &SharedResponses, &BundleExample)
 )]
 struct ApiDoc;
 
@@ -76,9 +87,25 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document, generated from the handlers.
+/// The OpenAPI document, generated from the handlers, with the default limits.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    openapi_for(&ApiConfig::default(), ChunkParams::DEFAULT)
+}
+
+/// The OpenAPI document of a server running with `config` and `chunking`: the limits it
+/// states are its own.
+pub fn openapi_for(config: &ApiConfig, chunking: ChunkParams) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    apidoc::apply_limits(
+        &mut doc,
+        apidoc::Limits {
+            max_file_size: config.max_file_size,
+            max_batch: config.max_batch,
+            max_assemble_chunks: config.max_assemble_chunks,
+            max_chunk: chunking.max,
+        },
+    );
+    doc
 }
 
 pub fn router(state: AppState) -> Router {

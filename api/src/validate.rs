@@ -9,7 +9,12 @@ use crate::dto::RegisterFile;
 use crate::error::ApiError;
 
 pub fn size(n: &serde_json::Number, max: u64) -> Result<u64, ApiError> {
-    let v = n.as_u64().ok_or_else(|| {
+    let exact_float = || {
+        n.as_f64()
+            .and_then(crate::dto::whole::exact_integer)
+            .and_then(|v| u64::try_from(v).ok())
+    };
+    let v = n.as_u64().or_else(exact_float).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_size",
             format!("size must be a whole number of bytes >= 0, got {n}"),
@@ -128,8 +133,12 @@ mod tests {
     #[test]
     fn sizes_must_be_whole_non_negative_and_within_the_limit() {
         assert_eq!(size(&num("0"), 10), Ok(0));
+        // JSON Schema counts 7.0 as an integer; so does the server.
+        assert_eq!(size(&num("7.0"), 10), Ok(7));
         assert_eq!(size(&num("-1"), 10).unwrap_err().code, "invalid_size");
+        assert_eq!(size(&num("-1.0"), 10).unwrap_err().code, "invalid_size");
         assert_eq!(size(&num("1.5"), 10).unwrap_err().code, "invalid_size");
+        assert_eq!(size(&num("1e300"), 10).unwrap_err().code, "invalid_size");
         assert_eq!(size(&num("11"), 10).unwrap_err().code, "file_too_large");
     }
 

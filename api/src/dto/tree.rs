@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::rfc3339;
+use super::rules::{FilePath, PathPrefix};
+use super::whole;
 
 /// The head of one path.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -44,10 +46,12 @@ impl From<&Entry> for EntryInfo {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only paths starting with this (`photos/` for a folder's contents).
+    #[param(value_type = Option<PathPrefix>)]
     pub prefix: Option<String>,
     /// The `nextAfter` of the previous page.
     pub after: Option<String>,
     /// Entries per page, 1 to 10,000 (default 1,000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
 }
 
@@ -66,15 +70,20 @@ pub struct ListingPage {
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PathParam {
+    #[param(value_type = FilePath)]
     pub path: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MoveRequest {
+    #[schema(value_type = FilePath)]
     pub from: String,
+    #[schema(value_type = FilePath)]
     pub to: String,
     /// For a file: its revision the client saw (409 `rev_conflict` if it changed).
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    #[serde(default, deserialize_with = "whole::option_i64")]
     pub parent_rev: Option<i64>,
 }
 
@@ -82,13 +91,18 @@ pub struct MoveRequest {
 #[serde(rename_all = "camelCase")]
 pub struct DeleteRequest {
     /// A file, or a folder: every live file in it goes to trash.
+    #[schema(value_type = FilePath)]
     pub path: String,
+    /// For a file: its revision the client saw (409 `rev_conflict` if it changed).
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    #[serde(default, deserialize_with = "whole::option_i64")]
     pub parent_rev: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct TrashRequest {
     /// A trashed file, or a folder whose trashed files to act on.
+    #[schema(value_type = FilePath)]
     pub path: String,
 }
 
@@ -100,7 +114,11 @@ pub struct Purged {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct RestoreVersionRequest {
+    #[schema(value_type = FilePath)]
     pub path: String,
+    /// The revision to restore, as `/v1/versions` lists it (404 for one it does not list).
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
+    #[serde(deserialize_with = "whole::i64")]
     pub rev: i64,
 }
 
@@ -157,10 +175,14 @@ impl ChangesMade {
 #[into_params(parameter_in = Query)]
 pub struct ChangesParams {
     /// The `cursor` of the last answer (or of a listing); 0 for everything.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub cursor: Option<i64>,
     /// Changes per answer, 1 to 10,000 (default 1,000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
-    /// Seconds to wait for a change when there is none yet (long-poll), at most 300.
+    /// Seconds to wait for a change when there is none yet (long-poll); longer waits are
+    /// cut to 300.
+    #[param(minimum = 0)]
     pub timeout: Option<u64>,
 }
 

@@ -9,13 +9,16 @@ use filestore_domain::bundle::{self, Part};
 use futures::StreamExt;
 
 use crate::auth::User;
+use crate::dto::rules::Binary;
 use crate::dto::{BundleResult, BundleResults, FinalizeResponse};
 use crate::encoding::BodyEncoding;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::routes::ApiBytes;
 use crate::routes::upload::{attempt_key, finalize_file, record_attempt, taking_content};
 use crate::state::AppState;
 
+/// The media type of a bundle (the server reads any body sent here as one).
+pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.filestore.bundle";
 /// The most content one bundle may carry, decoded.
 pub const MAX_BUNDLE_BYTES: usize = 16 * 1024 * 1024;
 /// Files of one bundle stored at once.
@@ -24,9 +27,14 @@ const PARALLEL: usize = 8;
 /// Upload and finalize several small files in one request (see `filestore_domain::bundle`
 /// for the layout; the body may be sent with `Content-Encoding: zstd`). One result per file.
 #[utoipa::path(post, path = "/v1/files/bundle",
-    request_body(content = Vec<u8>, content_type = "application/vnd.filestore.bundle"),
-    responses((status = 200, body = BundleResults), (status = 400, body = crate::error::Problem),
-              (status = 413, body = crate::error::Problem), (status = 415, body = crate::error::Problem)),
+    request_body(content = Binary, content_type = BUNDLE_MEDIA_TYPE,
+        description = "A 4-byte big-endian length `n`; `n` bytes of JSON manifest, `{\"files\": [{\"fileId\", \"size\", \"sha256\"}, ...]}` naming registered files; then each file's bytes in manifest order, nothing before, between or after. At most 16 MiB decoded; may be sent with `Content-Encoding: zstd`. The example bundles one file, `hello`, padded so that every byte is ASCII."),
+    responses(
+        (status = 200, description = "One result per manifest file, in order: finalized (its status and revision), or refused with the problem its own upload and finalize would have answered.", body = BundleResults),
+        (status = 400, description = "`bad_bundle` (not a bundle), `invalid_batch` (more files than the server's batch limit), `bad_encoding` or `body_read_failed`.", body = Problem),
+        (status = 413, description = "`body_too_large`: over 16 MiB, sent or decoded.", body = Problem),
+        (status = 415, description = "`unsupported_encoding`: a `Content-Encoding` other than identity or zstd.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn upload_bundle(
     State(state): State<AppState>,

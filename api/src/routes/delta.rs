@@ -15,8 +15,9 @@ use utoipa::ToSchema;
 
 use crate::auth::User;
 use crate::dto::UploadReceipt;
+use crate::dto::rules::{Binary, Sha256Hex};
 use crate::encoding::BodyEncoding;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::routes::download::open_chunk;
 use crate::routes::upload::{attempt_key, record_attempt, taking_content};
 use crate::routes::{ApiBytes, ApiJson, ApiPath};
@@ -41,25 +42,33 @@ pub struct Chunking {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChunkHashes {
-    /// Plaintext SHA-256 (hex) of each chunk.
+    /// Plaintext SHA-256 (hex) of each chunk, at most 100,000.
+    #[schema(value_type = Vec<Sha256Hex>, max_items = 100000)]
     pub sha256: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChunkRef {
+    #[schema(value_type = Sha256Hex)]
     pub sha256: String,
+    /// 1 to the chunking's `maxSize` bytes.
+    #[schema(minimum = 1, maximum = 8388608)]
+    #[serde(deserialize_with = "crate::dto::whole::u32")]
     pub length: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Assembly {
-    /// The file's chunks in order; together exactly the registered size.
+    /// The file's chunks in order; together exactly the registered size; at most the server's
+    /// `--max-assemble-chunks`.
+    #[schema(max_items = 100000)]
     pub chunks: Vec<ChunkRef>,
 }
 
 /// Chunking parameters.
-#[utoipa::path(get, path = "/v1/chunking", responses((status = 200, body = Chunking)),
+#[utoipa::path(get, path = "/v1/chunking",
+    responses((status = 200, description = "The parameters of this server's chunking.", body = Chunking)),
     security(("bearer" = [])))]
 pub async fn chunking(State(state): State<AppState>, _user: User) -> Json<Chunking> {
     let p = state.chunk_params;
@@ -91,7 +100,10 @@ fn hashes(list: &[String]) -> Result<Vec<[u8; 32]>, ApiError> {
 
 /// Which of these chunks the server does not have yet (for the caller).
 #[utoipa::path(post, path = "/v1/chunks/missing", request_body = ChunkHashes,
-    responses((status = 200, body = ChunkHashes), (status = 400, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The hashes the server lacks, in request order, in lowercase.", body = ChunkHashes),
+        (status = 400, description = "`invalid_request`, `invalid_checksum` or `too_many_chunks`.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn missing(
     State(state): State<AppState>,
@@ -123,10 +135,15 @@ pub async fn missing(
 
 /// Store one chunk (its plaintext, checked against the SHA-256 it is named by), sent as is or
 /// with `Content-Encoding: zstd`.
-#[utoipa::path(put, path = "/v1/chunks/{id}/content", params(("id" = String, Path, description = "the chunk's plaintext SHA-256")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 204), (status = 400, body = crate::error::Problem),
-              (status = 413, body = crate::error::Problem), (status = 415, body = crate::error::Problem)),
+#[utoipa::path(put, path = "/v1/chunks/{id}/content",
+    params(("id" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "The chunk's plaintext SHA-256.")),
+    request_body(content = Binary, content_type = "application/octet-stream", description = "The chunk's plaintext (at most the chunking's `maxSize` bytes), as is or with `Content-Encoding: zstd`."),
+    responses(
+        (status = 204, description = "Stored (or already stored)."),
+        (status = 400, description = "`checksum_mismatch` (the bytes are not the chunk the path names), `bad_encoding` or `body_read_failed`.", body = Problem),
+        (status = 413, description = "`chunk_too_large` or `body_too_large`.", body = Problem),
+        (status = 415, description = "`unsupported_encoding`: a `Content-Encoding` other than identity or zstd.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn put_chunk(
     State(state): State<AppState>,
@@ -185,10 +202,15 @@ pub async fn put_chunk(
 }
 
 /// Build a registered file's raw object from chunks the server has; then finalize it.
-#[utoipa::path(post, path = "/v1/files/{id}/assemble", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/files/{id}/assemble", params(("id" = String, Path, description = "The file id registration answered.")),
     request_body = Assembly,
-    responses((status = 200, body = UploadReceipt), (status = 400, body = crate::error::Problem),
-              (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "Assembled and stored, as if uploaded; finalize next.", body = UploadReceipt),
+        (status = 400, description = "`invalid_request`, `invalid_checksum`, `invalid_chunk_length` or `size_mismatch` (the lengths do not add up to the registered size).", body = Problem),
+        (status = 404, description = "`not_found`: no such file of the caller's.", body = Problem),
+        (status = 409, description = "`not_uploading` or `chunk_missing` (send it first).", body = Problem),
+        (status = 413, description = "`too_many_chunks`: more than the server's limit (`--max-assemble-chunks`).", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn assemble(
     State(state): State<AppState>,

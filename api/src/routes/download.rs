@@ -18,8 +18,9 @@ use filestore_domain::{ChunkId, FileStatus, OwnerId};
 use futures::StreamExt;
 
 use crate::auth::User;
+use crate::dto::rules::{Binary, IdList};
 use crate::dto::{ChunkLink, Descriptor, DescriptorBatch, DescriptorItem, IdsQuery};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::range::{RangeRequest, parse_range};
 use crate::routes::{ApiPath, ApiQuery, live_file};
 use crate::state::AppState;
@@ -107,9 +108,13 @@ async fn build_descriptor(
 }
 
 /// Download descriptor: every chunk with a signed URL, its key and its plaintext hash.
-#[utoipa::path(get, path = "/v1/file/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = Descriptor), (status = 403, body = crate::error::Problem),
-              (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/file/{id}", params(("id" = String, Path, description = "A file id.")),
+    responses(
+        (status = 200, description = "How to fetch, decrypt and check each chunk.", body = Descriptor),
+        (status = 403, description = "`file_quarantined`: the scan found malware.", body = Problem),
+        (status = 404, description = "`not_found`: no such file of the caller's (or it is in trash).", body = Problem),
+        (status = 409, description = "`not_ready` (still uploading or processing) or `file_failed`.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn descriptor(
     State(state): State<AppState>,
@@ -120,8 +125,11 @@ pub async fn descriptor(
 }
 
 /// Descriptors of several files (`?id=a,b,c`); each item succeeds or fails on its own.
-#[utoipa::path(get, path = "/v1/files", params(("id" = String, Query, description = "comma-separated file ids")),
-    responses((status = 200, body = DescriptorBatch), (status = 400, body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/files", params(("id" = IdList, Query)),
+    responses(
+        (status = 200, description = "One item per distinct id, in request order: a descriptor, or the problem `GET /v1/file/{id}` would have answered.", body = DescriptorBatch),
+        (status = 400, description = "`invalid_request`, or `invalid_batch`: no ids, or more than 100.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn descriptor_batch(
     State(state): State<AppState>,
@@ -207,10 +215,21 @@ fn etag_matches(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
 ///
 /// A chunk that fails verification aborts the stream: the client sees a truncated transfer
 /// (short of `Content-Length`), never wrong bytes.
-#[utoipa::path(get, path = "/v1/files/{id}/content", params(("id" = String, Path)),
-    responses((status = 200, description = "the whole file"), (status = 206, description = "the requested range"),
-              (status = 304, description = "not modified"), (status = 416, body = crate::error::Problem),
-              (status = 404, body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/files/{id}/content",
+    params(
+        ("id" = String, Path, description = "A file id."),
+        ("Range" = Option<String>, Header, description = "One byte range, `bytes=first-last`, `bytes=first-` or `bytes=-suffix`; anything else is ignored."),
+        ("If-None-Match" = Option<String>, Header, description = "ETags (the file's quoted SHA-256) or `*`."),
+    ),
+    responses(
+        (status = 200, description = "The whole file, in its content type.", content_type = "*/*", body = Binary),
+        (status = 206, description = "The requested range (`Content-Range` says which).", content_type = "*/*", body = Binary),
+        (status = 304, description = "Not modified: `If-None-Match` names the file's ETag."),
+        (status = 403, description = "`file_quarantined`: the scan found malware.", body = Problem),
+        (status = 404, description = "`not_found`: no such file of the caller's (or it is in trash).", body = Problem),
+        (status = 409, description = "`not_ready` (still uploading or processing) or `file_failed`.", body = Problem),
+        (status = 416, description = "`range_not_satisfiable`: the range starts past the end.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn content(
     State(state): State<AppState>,
@@ -316,9 +335,19 @@ fn check_signature(state: &AppState, id: &str, q: &SignatureParams) -> Result<u6
 }
 
 /// A stored chunk (ciphertext) by signed URL, cacheable only while the URL is valid.
-#[utoipa::path(get, path = "/v1/chunks/{id}", params(("id" = String, Path), ("exp" = u64, Query), ("sig" = String, Query)),
-    responses((status = 200, description = "the encrypted chunk"), (status = 401, body = crate::error::Problem),
-              (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+#[utoipa::path(get, path = "/v1/chunks/{id}",
+    params(
+        ("id" = String, Path, description = "A chunk id, as a descriptor lists it."),
+        ("exp" = u64, Query, description = "Unix seconds after which the URL stops working."),
+        ("sig" = String, Query, description = "The URL's signature."),
+    ),
+    responses(
+        (status = 200, description = "The stored (encrypted) chunk.", content_type = "application/octet-stream", body = Binary),
+        (status = 400, description = "`invalid_request`: a parameter given twice.", body = Problem),
+        (status = 401, description = "`missing_signature`: `exp` or `sig` is missing.", body = Problem),
+        (status = 403, description = "`invalid_signature` or `url_expired`.", body = Problem),
+        (status = 404, description = "`not_found`: no such chunk.", body = Problem),
+    ))]
 pub async fn chunk(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,

@@ -10,13 +10,16 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Liveness: the process serves HTTP.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Alive.", content_type = "text/plain", body = String, example = "ok\n")))]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// Readiness: the metadata database answers.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, body = crate::error::Problem)))]
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "Ready.", content_type = "text/plain", body = String, example = "ready\n"),
+    (status = 503, description = "`database_unavailable`: the metadata database does not answer.", body = crate::error::Problem),
+))]
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state.store.ping().await?;
     Ok("ready\n")
@@ -40,7 +43,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// What the caller stores: logical bytes, and what deduplicated, compressed chunks take.
-#[utoipa::path(get, path = "/v1/usage", responses((status = 200, body = UsageResponse)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/usage",
+    responses((status = 200, description = "The caller's files and the bytes they take.", body = UsageResponse)),
+    security(("bearer" = [])))]
 pub async fn usage(
     State(state): State<AppState>,
     User(owner): User,
@@ -48,8 +53,9 @@ pub async fn usage(
     Ok(Json(state.store.usage(&owner).await?.into()))
 }
 
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi())
+/// The OpenAPI document, stating this server's own limits.
+pub async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi_for(&state.config, state.chunk_params))
 }
 
 pub async fn no_route() -> ApiError {

@@ -12,7 +12,7 @@ use crate::dto::tree::{
     ListingPage, MoveRequest, PathParam, Purged, RestoreVersionRequest, TrashRequest, VersionInfo,
     VersionList,
 };
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::routes::{ApiJson, ApiQuery};
 use crate::state::AppState;
 use crate::validate;
@@ -60,7 +60,10 @@ async fn listing(
 
 /// The live files whose path starts with `prefix`, in path order, a page at a time.
 #[utoipa::path(get, path = "/v1/tree", params(ListParams),
-    responses((status = 200, body = ListingPage), (status = 400, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "A page of live files.", body = ListingPage),
+        (status = 400, description = "`invalid_request`, `invalid_limit`, or a prefix that is not the start of a valid path: `invalid_path`, `invalid_name` or `path_too_long`.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -72,7 +75,10 @@ pub async fn list(
 
 /// The trashed files whose path starts with `prefix`.
 #[utoipa::path(get, path = "/v1/trash", params(ListParams),
-    responses((status = 200, body = ListingPage), (status = 400, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "A page of trashed files.", body = ListingPage),
+        (status = 400, description = "`invalid_request`, `invalid_limit`, or a prefix that is not the start of a valid path: `invalid_path`, `invalid_name` or `path_too_long`.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn list_trash(
     State(state): State<AppState>,
@@ -84,7 +90,11 @@ pub async fn list_trash(
 
 /// The head of one path (live or in trash).
 #[utoipa::path(get, path = "/v1/entry", params(PathParam),
-    responses((status = 200, body = EntryInfo), (status = 404, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The path's head.", body = EntryInfo),
+        (status = 400, description = "`invalid_request`, `invalid_path`, `invalid_name` or `path_too_long`.", body = Problem),
+        (status = 404, description = "`not_found`: no file at this path.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn entry(
     State(state): State<AppState>,
@@ -102,8 +112,12 @@ pub async fn entry(
 
 /// Move or rename a file, or a folder with everything in it; no bytes are uploaded again.
 #[utoipa::path(post, path = "/v1/tree/move", request_body = MoveRequest,
-    responses((status = 200, body = ChangesMade), (status = 400, body = crate::error::Problem),
-              (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "Moved: one change per file.", body = ChangesMade),
+        (status = 400, description = "`invalid_request`, `invalid_parent_rev`, `invalid_move` (onto itself, or a folder into itself), `invalid_path`, `invalid_name` or `path_too_long`.", body = Problem),
+        (status = 404, description = "`not_found`: nothing at `from`.", body = Problem),
+        (status = 409, description = "`rev_conflict`, `destination_exists`, `parent_is_file` or `busy`.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn move_path(
     State(state): State<AppState>,
@@ -120,8 +134,12 @@ pub async fn move_path(
 
 /// Move a file, or every live file of a folder, to trash.
 #[utoipa::path(post, path = "/v1/tree/delete", request_body = DeleteRequest,
-    responses((status = 200, body = ChangesMade), (status = 404, body = crate::error::Problem),
-              (status = 409, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "Trashed: one change per file.", body = ChangesMade),
+        (status = 400, description = "`invalid_request`, `invalid_parent_rev`, `invalid_path`, `invalid_name` or `path_too_long`.", body = Problem),
+        (status = 404, description = "`not_found`: nothing live at this path.", body = Problem),
+        (status = 409, description = "`rev_conflict` or `busy`.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -137,8 +155,12 @@ pub async fn delete(
 
 /// Bring a file, or a folder's trashed files, back from trash.
 #[utoipa::path(post, path = "/v1/trash/restore", request_body = TrashRequest,
-    responses((status = 200, body = ChangesMade), (status = 404, body = crate::error::Problem),
-              (status = 409, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "Restored: one change per file.", body = ChangesMade),
+        (status = 400, description = "`invalid_request`, `invalid_path`, `invalid_name` or `path_too_long`.", body = Problem),
+        (status = 404, description = "`not_found`: nothing in trash at this path.", body = Problem),
+        (status = 409, description = "`destination_exists`, `parent_is_file` or `busy`: something took the path meanwhile.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn restore(
     State(state): State<AppState>,
@@ -153,8 +175,12 @@ pub async fn restore(
 
 /// Remove a trashed file (or folder) and all its versions for good.
 #[utoipa::path(post, path = "/v1/trash/purge", request_body = TrashRequest,
-    responses((status = 200, body = Purged), (status = 404, body = crate::error::Problem),
-              (status = 409, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "Purged: how many versions went for good.", body = Purged),
+        (status = 400, description = "`invalid_request`, `invalid_path`, `invalid_name` or `path_too_long`.", body = Problem),
+        (status = 404, description = "`not_found`: nothing in trash at this path.", body = Problem),
+        (status = 409, description = "`busy`.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn purge(
     State(state): State<AppState>,
@@ -181,7 +207,11 @@ pub async fn purge(
 
 /// A path's versions, newest first.
 #[utoipa::path(get, path = "/v1/versions", params(PathParam),
-    responses((status = 200, body = VersionList), (status = 404, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The path's versions, newest first.", body = VersionList),
+        (status = 400, description = "`invalid_request`, `invalid_path`, `invalid_name` or `path_too_long`.", body = Problem),
+        (status = 404, description = "`not_found`: no file at this path.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn versions(
     State(state): State<AppState>,
@@ -198,8 +228,12 @@ pub async fn versions(
 
 /// Make an earlier version the head again (a new revision; nothing is lost).
 #[utoipa::path(post, path = "/v1/versions/restore", request_body = RestoreVersionRequest,
-    responses((status = 200, body = ChangeInfo), (status = 404, body = crate::error::Problem),
-              (status = 409, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The restored version is the head again, as a new revision.", body = ChangeInfo),
+        (status = 400, description = "`invalid_request`, `invalid_path`, `invalid_name` or `path_too_long`.", body = Problem),
+        (status = 404, description = "`not_found`: no such path or revision.", body = Problem),
+        (status = 409, description = "`version_unavailable` (not ready), `parent_is_file` or `busy`.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn restore_version(
     State(state): State<AppState>,
@@ -214,7 +248,10 @@ pub async fn restore_version(
 
 /// The changes after `cursor`, oldest first; with `timeout`, waits that long for one.
 #[utoipa::path(get, path = "/v1/changes", params(ChangesParams),
-    responses((status = 200, body = ChangesPage), (status = 400, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "The changes after `cursor`, oldest first (none once `timeout` passed without one).", body = ChangesPage),
+        (status = 400, description = "`invalid_request`, `invalid_cursor` or `invalid_limit`.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn changes(
     State(state): State<AppState>,

@@ -15,12 +15,13 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use crate::auth::User;
+use crate::dto::rules::Binary;
 use crate::dto::{
     BatchItem, BatchRegistered, CompletedUpload, DirectPart, DirectUpload, FileMetadata,
     FinalizeRequest, FinalizeResponse, RegisterBatch, RegisterFile, Registered, UploadReceipt,
 };
 use crate::encoding::BodyEncoding;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::routes::{ApiJson, ApiPath, live_file, owned_file};
 use crate::state::AppState;
 use crate::validate;
@@ -174,7 +175,13 @@ async fn adopt_direct_upload(state: &AppState, file: FileRecord) -> Result<FileR
 
 /// Register one upload.
 #[utoipa::path(post, path = "/v1/file", request_body = RegisterFile,
-    responses((status = 201, body = Registered), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem)),
+    responses(
+        (status = 201, description = "Registered: send the bytes to `location`.", body = Registered),
+        (status = 400, description = "`invalid_request`, `invalid_path`, `invalid_name`, `path_too_long`, `invalid_size`, `invalid_checksum`, `invalid_content_type` or `invalid_parent_rev`.", body = Problem),
+        (status = 409, description = "`rev_conflict`: `parentRev` is not the path's revision.", body = Problem),
+        (status = 413, description = "`file_too_large`: over the server's limit per file.", body = Problem),
+        (status = 507, description = "`upload_budget_exceeded`: the caller's registered, unfinalized bytes would pass the server's budget.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn register_one(
     State(state): State<AppState>,
@@ -217,7 +224,10 @@ fn within_budget(state: &AppState, pending: u64, size: u64) -> Result<(), ApiErr
 
 /// Register a batch of uploads; every item gets its own result.
 #[utoipa::path(post, path = "/v1/files", request_body = RegisterBatch,
-    responses((status = 200, body = BatchRegistered), (status = 400, body = crate::error::Problem)),
+    responses(
+        (status = 200, description = "One result per file, in request order: registered, or refused with the problem `POST /v1/file` would have answered.", body = BatchRegistered),
+        (status = 400, description = "`invalid_request`, or `invalid_batch`: no files, or more than the server's batch limit.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn register_batch(
     State(state): State<AppState>,
@@ -280,11 +290,16 @@ pub async fn register_batch(
 
 /// Stream the raw bytes of a registered file. Returns once they are durably stored. The body
 /// may be sent with `Content-Encoding: zstd`; size and SHA-256 are those of the decoded bytes.
-#[utoipa::path(put, path = "/v1/files/{id}/content", params(("id" = String, Path)),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 200, body = UploadReceipt), (status = 400, body = crate::error::Problem),
-              (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
-              (status = 413, body = crate::error::Problem), (status = 415, body = crate::error::Problem)),
+#[utoipa::path(put, path = "/v1/files/{id}/content", params(("id" = String, Path, description = "The file id registration answered.")),
+    request_body(content = Binary, content_type = "application/octet-stream", description = "Exactly the registered size, as is or with `Content-Encoding: zstd`."),
+    responses(
+        (status = 200, description = "Stored: what the server received.", body = UploadReceipt),
+        (status = 400, description = "`size_mismatch` (fewer bytes than registered), `checksum_mismatch` (not the declared SHA-256), `bad_encoding` or `body_read_failed`.", body = Problem),
+        (status = 404, description = "`not_found`: no such file of the caller's.", body = Problem),
+        (status = 409, description = "`not_uploading`: the file was finalized; its content cannot change.", body = Problem),
+        (status = 413, description = "`body_too_large`: more bytes than registered.", body = Problem),
+        (status = 415, description = "`unsupported_encoding`: a `Content-Encoding` other than identity or zstd.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn put_content(
     State(state): State<AppState>,
@@ -421,9 +436,14 @@ fn check_upload(file: &FileRecord, size: u64, sha: &str) -> Result<(), ApiError>
 }
 
 /// Verify the uploaded object and start processing; repeating it is harmless.
-#[utoipa::path(post, path = "/v1/files/{id}/finalize", params(("id" = String, Path)), request_body = FinalizeRequest,
-    responses((status = 200, body = FinalizeResponse), (status = 400, body = crate::error::Problem),
-              (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+#[utoipa::path(post, path = "/v1/files/{id}/finalize", params(("id" = String, Path, description = "The file id registration answered.")), request_body = FinalizeRequest,
+    responses(
+        (status = 200, description = "Finalized (or finalized before with this content): its status and revision.", body = FinalizeResponse),
+        (status = 400, description = "`invalid_request`, `invalid_checksum`, `invalid_size`, `invalid_multipart`, `size_mismatch` or `checksum_mismatch` (not what was registered or uploaded).", body = Problem),
+        (status = 404, description = "`not_found`: no such file of the caller's.", body = Problem),
+        (status = 409, description = "`upload_incomplete`, `upload_conflict`, `already_finalized` (with other content), `rev_conflict`, `parent_is_file`, `path_is_folder` or `destination_exists`.", body = Problem),
+        (status = 413, description = "`file_too_large`: a size over the server's limit per file.", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn finalize(
     State(state): State<AppState>,
@@ -521,8 +541,11 @@ async fn check_parent(state: &AppState, f: &NewFile) -> Result<(), ApiError> {
 }
 
 /// File information and processing status.
-#[utoipa::path(get, path = "/v1/files/{id}/metadata", params(("id" = String, Path)),
-    responses((status = 200, body = FileMetadata), (status = 404, body = crate::error::Problem)),
+#[utoipa::path(get, path = "/v1/files/{id}/metadata", params(("id" = String, Path, description = "A file id.")),
+    responses(
+        (status = 200, description = "The file and its processing status.", body = FileMetadata),
+        (status = 404, description = "`not_found`: no such file of the caller's (or it is in trash).", body = Problem),
+    ),
     security(("bearer" = [])))]
 pub async fn metadata(
     State(state): State<AppState>,

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Fuzzes the API against its own OpenAPI document with Schemathesis (every check): starts
+# `filestore dev` on a free loopback port with a throwaway data directory, and fails on any
+# server error (5xx) or any response the document does not describe.
+#
+#   scripts/schemathesis.sh            # the debug binary cargo builds (built when missing)
+#   FILESTORE_BIN=target/release/filestore SCHEMATHESIS_MAX_TIME=600 scripts/schemathesis.sh
+#
+# Settings (environment): FILESTORE_BIN, SCHEMATHESIS_VENV (where Schemathesis is installed,
+# target/schemathesis-venv), SCHEMATHESIS_MAX_TIME (seconds of fuzzing, 150),
+# SCHEMATHESIS_MAX_EXAMPLES (cases per operation and phase, 40), SCHEMATHESIS_SEED.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Pinned: checks and their defaults change between releases.
+version=4.32.5
+venv=${SCHEMATHESIS_VENV:-target/schemathesis-venv}
+bin=${FILESTORE_BIN:-target/debug/filestore}
+max_time=${SCHEMATHESIS_MAX_TIME:-150}
+max_examples=${SCHEMATHESIS_MAX_EXAMPLES:-40}
+
+if [ ! -x "$venv/bin/schemathesis" ] || [ "$("$venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $version" ]; then
+  echo "installing schemathesis $version into $venv"
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq python3-venv >/dev/null 2>&1 || {
+      apt-get update -qq && apt-get install -y -qq python3-venv
+    }
+  fi
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version"
+fi
+if [ ! -x "$bin" ]; then
+  cargo build --workspace --bin filestore
+fi
+
+work=$(mktemp -d)
+dev_pid=
+cleanup() {
+  if [ -n "$dev_pid" ]; then
+    kill "$dev_pid" 2>/dev/null || true
+    wait "$dev_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Port 0: the kernel picks a free port, and `filestore dev` prints the one it got. A fuzzer
+# registers files of every size up to the per-file limit, so the pending-upload budget (507
+# once spent, by design) is lifted; nothing it registers is ever written.
+"$bin" dev --data-dir "$work/data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
+  --max-pending-upload-bytes 18446744073709551615 >"$work/dev.log" 2>&1 &
+dev_pid=$!
+base=
+for _ in $(seq 1 300); do
+  base=$(sed -n 's/^filestore is serving \(http[^ ]*\) .*/\1/p' "$work/dev.log")
+  [ -n "$base" ] && break
+  if ! kill -0 "$dev_pid" 2>/dev/null; then
+    cat "$work/dev.log" >&2
+    echo "filestore dev exited before serving" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+if [ -z "$base" ]; then
+  cat "$work/dev.log" >&2
+  echo "filestore dev did not start within 60 s" >&2
+  exit 1
+fi
+token=$(cat "$work/data/dev-token")
+echo "fuzzing $base with schemathesis $version: every check, up to $max_examples cases per operation, ${max_time}s"
+
+status=0
+"$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "$base/openapi.json" \
+  --checks all \
+  --header "Authorization: Bearer $token" \
+  --max-examples "$max_examples" \
+  --max-time "$max_time" \
+  --request-timeout 30 \
+  --workers 2 \
+  ${SCHEMATHESIS_SEED:+--seed "$SCHEMATHESIS_SEED"} \
+  --no-color \
+  --report junit --report-dir "$work/report" || status=$?
+if ! kill -0 "$dev_pid" 2>/dev/null; then
+  echo "filestore dev died during the run:" >&2
+  tail -50 "$work/dev.log" >&2
+  status=1
+fi
+if grep -q 'internal error' "$work/dev.log"; then
+  echo "the server logged internal errors:" >&2
+  grep 'internal error' "$work/dev.log" | head -20 >&2
+  status=1
+fi
+exit "$status"
