@@ -54,4 +54,6 @@ disk_free
 # doc-test run with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+echo "== schemathesis (the OpenAPI document against filestore dev, every check)"
+scripts/schemathesis.sh || status=$?
 exit "$status"
