@@ -60,7 +60,8 @@ fn label(dir: &Path, ordinal: u16, role: &str) -> PathBuf {
     path
 }
 
-fn start(dir: &Path, config: &Path, ordinal: u16, primary_port: u16, port: u16) -> Instance {
+/// start.sh's environment, as the pod gives it (`env` arguments).
+fn script_env(dir: &Path, ordinal: u16, primary_port: u16, port: u16) -> (PathBuf, Vec<String>) {
     let services = Services::shared();
     let bin = services.var("FILESTORE_TEST_PG_BIN");
     let data = dir.join(format!("db{ordinal}")).join("pgdata");
@@ -70,22 +71,30 @@ fn start(dir: &Path, config: &Path, ordinal: u16, primary_port: u16, port: u16) 
         let owned = Command::new("chown").args(["-R", user]).arg(dir).status();
         assert!(owned.is_ok_and(|s| s.success()), "chown {}", dir.display());
     }
-    let mut cmd = command_as(user, "env");
-    let log = std::fs::File::create(dir.join(format!("db{ordinal}.log"))).unwrap();
-    let child = cmd
-        .arg(format!("PATH={bin}:/usr/bin:/bin"))
-        .arg(format!("POD_NAME=files-db-{ordinal}"))
-        .arg(format!("PGDATA={}", data.display()))
-        .arg(format!("PGPORT={port}"))
-        .arg(format!(
+    let env = vec![
+        format!("PATH={bin}:/usr/bin:/bin"),
+        format!("POD_NAME=files-db-{ordinal}"),
+        format!("PGDATA={}", data.display()),
+        format!("PGPORT={port}"),
+        format!(
             "POD_LABELS={}",
             dir.join(format!("labels-{ordinal}")).display()
-        ))
-        .arg("PRIMARY_HOST=127.0.0.1")
-        .arg(format!("PRIMARY_PORT={primary_port}"))
-        .arg(format!("POSTGRES_SUPERUSER_PASSWORD={SUPERUSER}"))
-        .arg(format!("FILESTORE_DATABASE_PASSWORD={PASSWORD}"))
-        .arg(format!("REPLICATION_PASSWORD={REPLICATION}"))
+        ),
+        "PRIMARY_HOST=127.0.0.1".to_owned(),
+        format!("PRIMARY_PORT={primary_port}"),
+        format!("POSTGRES_SUPERUSER_PASSWORD={SUPERUSER}"),
+        format!("FILESTORE_DATABASE_PASSWORD={PASSWORD}"),
+        format!("REPLICATION_PASSWORD={REPLICATION}"),
+    ];
+    (data, env)
+}
+
+fn start(dir: &Path, config: &Path, ordinal: u16, primary_port: u16, port: u16) -> Instance {
+    let (data, env) = script_env(dir, ordinal, primary_port, port);
+    let mut cmd = command_as(Services::shared().var("FILESTORE_TEST_PG_USER"), "env");
+    let log = std::fs::File::create(dir.join(format!("db{ordinal}.log"))).unwrap();
+    let child = cmd
+        .args(env)
         .arg("sh")
         .arg(config.join("start.sh"))
         .stdin(Stdio::null())
@@ -276,4 +285,193 @@ async fn a_former_primary_waits_while_fenced_then_rewinds_and_follows_the_new_pr
         log.contains("waiting for the operator's role label (now 'fenced')"),
         "{log}"
     );
+}
+
+/// start.sh as a container runs it: in a PID namespace of its own, as the postgres user, so that
+/// the script is PID 1 and PostgreSQL, which it execs, is PID 1 too. Killing PID 1 ends the
+/// namespace and every process in it, as a container's end does.
+struct Container {
+    unshare: Child,
+    data: PathBuf,
+    port: u16,
+}
+
+fn id_of(user: &str, flag: &str) -> String {
+    let out = Command::new("id").args([flag, user]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn start_container(
+    dir: &Path,
+    config: &Path,
+    ordinal: u16,
+    primary_port: u16,
+    port: u16,
+    log: &str,
+) -> Container {
+    let (data, env) = script_env(dir, ordinal, primary_port, port);
+    let user = Services::shared().var("FILESTORE_TEST_PG_USER");
+    let log = std::fs::File::create(dir.join(log)).unwrap();
+    // unshare forks once (its child is PID 1); setpriv and env exec, so PID 1 becomes sh.
+    let unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "setpriv"])
+        .arg(format!("--reuid={}", id_of(user, "-u")))
+        .arg(format!("--regid={}", id_of(user, "-g")))
+        .args(["--clear-groups", "env"])
+        .args(env)
+        .arg("sh")
+        .arg(config.join("start.sh"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("unshare runs");
+    Container {
+        unshare,
+        data,
+        port,
+    }
+}
+
+impl Container {
+    /// PID 1 of the namespace, as the host numbers it: unshare's only child.
+    fn init_pid(&self) -> Option<u32> {
+        let parent = self.unshare.id().to_string();
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .find_map(|entry| {
+                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                // pid (comm) state ppid ...: comm may hold spaces, so read after its last ')'.
+                let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+                (ppid == parent).then_some(pid)
+            })
+    }
+
+    /// SIGKILL to PID 1, as a crash or a grace-0 fence ends a container, and waits for the end.
+    fn kill(&mut self) {
+        if let Some(pid) = self.init_pid() {
+            let killed = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            assert!(killed.is_ok_and(|s| s.success()), "kill -KILL {pid}");
+        }
+        let _ = self.unshare.wait();
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn postmaster_pid(data: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
+    text.lines().next().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_primary_killed_as_pid_1_rejoins_by_rewind_not_by_a_new_clone() {
+    if !running_as_root() {
+        eprintln!("skipped: a PID namespace (unshare --pid) needs root");
+        return;
+    }
+    let (dir, config) = workdir();
+    let (p0, p1) = (free_port(), free_port());
+    label(dir.path(), 0, "primary");
+    let mut old_primary = start_container(dir.path(), &config, 0, p0, p0, "db0.log");
+    let mut on_old = connect(old_primary.port).await;
+    assert_eq!(
+        postmaster_pid(&old_primary.data).as_deref(),
+        Some("1"),
+        "PostgreSQL runs as PID 1, as in a pod"
+    );
+    let standby = start(dir.path(), &config, 1, p0, p1);
+    let mut on_standby = connect(standby.port).await;
+    sqlx::query("CREATE TABLE acknowledged (n int)")
+        .execute(&mut on_old)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO acknowledged VALUES (1)")
+        .execute(&mut on_old)
+        .await
+        .unwrap();
+    drop(on_old);
+
+    // The node dies under the primary: SIGKILL, no shutdown, its lock file left behind.
+    old_primary.kill();
+    assert_eq!(
+        postmaster_pid(&old_primary.data).as_deref(),
+        Some("1"),
+        "the crash leaves postmaster.pid naming PID 1"
+    );
+    filestore_operator::failover::probe::promote(&superuser(p1))
+        .await
+        .expect("the standby is promoted");
+    let waiting_commit = tokio::spawn(async move {
+        sqlx::query("INSERT INTO acknowledged VALUES (2)")
+            .execute(&mut on_standby)
+            .await
+            .map(|_| ())
+    });
+    // The operator fenced it and then gave it the replica label; its container starts again,
+    // and PID 1 is now start.sh, under the same user as the dead postmaster.
+    label(dir.path(), 0, "replica");
+    let rejoined = start_container(dir.path(), &config, 0, p1, p0, "db0-restart.log");
+    let log = || std::fs::read_to_string(dir.path().join("db0-restart.log")).unwrap_or_default();
+    let mut on_rejoined = connect(rejoined.port).await;
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut on_rejoined)
+        .await
+        .unwrap();
+    assert!(in_recovery, "the former primary came back as a standby");
+    let committed = tokio::time::timeout(Duration::from_secs(60), waiting_commit).await;
+    assert!(
+        matches!(committed, Ok(Ok(Ok(())))),
+        "replication resumed: the new primary's commit was confirmed by the rejoined standby: {committed:?}\n{}",
+        log()
+    );
+    let log = log();
+    assert!(
+        !log.contains("pg_rewind failed"),
+        "the rejoin took a base backup instead of a rewind:\n{log}"
+    );
+    assert!(
+        !rejoined.data.with_extension("diverged").exists(),
+        "no diverged copy was kept"
+    );
+    assert!(log.contains("rewound onto the primary's timeline"), "{log}");
+    assert!(
+        log.contains("removing a stale postmaster.pid (pid 1)"),
+        "{log}"
+    );
+    // A commit waits for the standby's flush, not its replay: the row shows up a moment later.
+    let mut rows: Vec<i32> = Vec::new();
+    for _ in 0..200 {
+        rows = sqlx::query_scalar("SELECT n FROM acknowledged ORDER BY n")
+            .fetch_all(&mut on_rejoined)
+            .await
+            .unwrap();
+        if rows.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        rows,
+        vec![1, 2],
+        "it follows the new primary's timeline:\n{log}"
+    );
+    let mut on_new = sqlx::PgConnection::connect_with(&superuser(p1))
+        .await
+        .unwrap();
+    let streaming: Option<String> = sqlx::query_scalar(
+        "SELECT state FROM pg_stat_replication WHERE application_name = 'files-db-0'",
+    )
+    .fetch_optional(&mut on_new)
+    .await
+    .unwrap();
+    assert_eq!(streaming.as_deref(), Some("streaming"));
 }

@@ -8,8 +8,13 @@
 # A standby (standby.signal) starts as one: it follows the read-write Service, which the
 # operator points at whichever instance is primary, so a failover needs no change here. An
 # instance without standby.signal is a primary or a former one, and only the operator knows
-# which: it waits for its role label (the pod's labels, through the downward API). "primary"
-# starts it; "replica" (a former primary after a failover) rewinds it onto the new primary's
+# which: it waits for its role label (the pod's labels, through the downward API). A label
+# change reaches the file within a second or so, not at the kubelet's periodic sync: the kubelet
+# takes a change of a pod's labels for an update of the pod (podsDifferSemantically, in
+# pkg/kubelet/config), syncs the pod at once, and the sync remounts its downward-API volumes
+# (WaitForAttachAndMount -> ReprocessPod). So the operator's label patch is itself the signal,
+# and the pod needs no API access: no token is mounted, the chart grants the pods nothing.
+# "primary" starts it; "replica" (a former primary after a failover) rewinds it onto the new primary's
 # timeline, or clones it afresh when it cannot be rewound, and starts it as a standby; any
 # other label, "fenced" included, keeps it stopped, so two primaries never serve at once.
 set -eu
@@ -31,12 +36,31 @@ role() {
   sed -n 's/^filestore\.dev\/role="\(.*\)"$/\1/p' "$labels" 2>/dev/null || true
 }
 
+# Removes a postmaster.pid no running server holds. PostgreSQL runs as PID 1 in the pod, so a
+# crash (or a grace-0 fence) leaves "1" in it; in the restarted container PID 1 is this script,
+# under the same user, and PostgreSQL's lock check, which pg_rewind runs through
+# `postgres --single`, takes the file for a live server and refuses ("lock file already
+# exists"), turning every rewind into a full clone. A server this script did not start cannot
+# run here (one container per data volume), but a live postgres under that PID is left alone.
+remove_stale_pid() {
+  pidfile="$PGDATA/postmaster.pid"
+  [ -f "$pidfile" ] || return 0
+  pid="$(head -n 1 "$pidfile")"
+  if [ -n "$pid" ] && [ "$pid" != "$$" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = postgres ]; then
+    echo "postmaster.pid names a running postgres ($pid); leaving it"
+    return 0
+  fi
+  echo "removing a stale postmaster.pid (pid $pid)"
+  rm -f "$pidfile"
+}
+
 # Makes this former primary a standby of the current one.
 follow_primary() {
   until pg_isready -q -h "$PRIMARY_HOST" -p "$primary_port"; do
     echo "waiting for the new primary at $PRIMARY_HOST"
     sleep 2
   done
+  remove_stale_pid
   if PGPASSWORD="$POSTGRES_SUPERUSER_PASSWORD" pg_rewind --target-pgdata="$PGDATA" \
     --source-server="host=$PRIMARY_HOST port=$primary_port user=postgres dbname=postgres" \
     --config-file=/etc/filestore-db/postgresql.conf; then
@@ -89,7 +113,7 @@ if [ ! -f "$PGDATA/standby.signal" ]; then
       replica) follow_primary; break ;;
     esac
     echo "a primary or a former one, waiting for the operator's role label (now '$current')"
-    sleep 2
+    sleep 1
   done
 fi
 # application_name (from cluster_name) is what synchronous_standby_names lists.
