@@ -69,10 +69,69 @@ if [ -z "$base" ]; then
   exit 1
 fi
 token=$(cat "$work/data/dev-token")
+
+# A few real files, so that the fuzzer also reaches what lies past "404": downloads (with
+# ranges), moves, trash, versions. Their paths and ids are offered to it as dictionaries, drawn
+# half of the time for the parameters that name a path or a file.
+config="$work/schemathesis.toml"
+cp scripts/schemathesis.toml "$config"
+python3 - "$base" "$token" >>"$config" <<'PY'
+import hashlib, json, sys, time, urllib.request
+
+base, token = sys.argv[1], sys.argv[2]
+
+
+def call(method, path, body=None, content_type="application/json"):
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("Authorization", "Bearer " + token)
+    if data is not None:
+        req.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.load(resp) if resp.status != 204 else None
+
+
+files = {
+    "seed/a.txt": b"hello, world\n" * 100,
+    "seed/docs/b.md": b"# notes\n" * 3000,
+    "seed/c.bin": bytes(range(256)) * 40,
+    "seed/trashed.txt": b"gone\n",
+}
+ids = []
+for path, content in files.items():
+    reg = call("POST", "/v1/file", {"path": path, "size": len(content)})
+    call("PUT", reg["location"], content, "application/octet-stream")
+    checksum = "sha256-" + hashlib.sha256(content).hexdigest()
+    call("POST", f"/v1/files/{reg['fileId']}/finalize", {"checksum": checksum, "size": len(content)})
+    ids.append(reg["fileId"])
+for file_id in ids:
+    for _ in range(300):
+        if call("GET", f"/v1/files/{file_id}/metadata")["status"] == "ready":
+            break
+        time.sleep(0.1)
+call("POST", "/v1/tree/delete", {"path": "seed/trashed.txt"})
+
+# Plain ASCII strings: their JSON spelling is their TOML spelling.
+dictionaries = {
+    "paths": [*files, "seed", "seed/docs"],
+    "prefixes": ["seed/", "seed/docs/", "seed/a"],
+    "ids": ids,
+    "id_lists": [",".join(ids), ids[0], f"{ids[1]},{ids[1]}"],
+}
+print("\n[dictionaries]")
+for name, values in dictionaries.items():
+    print(f"{name} = {{ values = {json.dumps(values)} }}")
+print("\n[parameters]")
+for key, name in [
+    ("query.path", "paths"), ("body.path", "paths"), ("body.from", "paths"), ("body.to", "paths"),
+    ("query.prefix", "prefixes"), ("path.id", "ids"), ("query.id", "id_lists"),
+]:
+    print(f'"{key}" = {{ dictionary = "{name}", probability = 0.5 }}')
+PY
 echo "fuzzing $base with schemathesis $version: every check, up to $max_examples cases per operation, ${max_time}s"
 
 status=0
-"$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "$base/openapi.json" \
+"$venv/bin/schemathesis" --config-file "$config" run "$base/openapi.json" \
   --checks all \
   --header "Authorization: Bearer $token" \
   --max-examples "$max_examples" \
