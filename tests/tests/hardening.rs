@@ -225,6 +225,49 @@ async fn a_stalled_upload_is_answered_408_and_the_file_stays_uploading() {
     svc.stop().await;
 }
 
+/// Finding 3: past the global bound, a connection waits (unaccepted) until one ends; then it
+/// is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_global_bound_wait_for_a_free_one() {
+    let svc = short_timeouts(Service::builder())
+        .api(|a| a.limits.max_connections = 3)
+        .start()
+        .await;
+    let host = host_port(&svc.base);
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        let s = TcpStream::connect(&host).await.unwrap();
+        silent.push(tokio::spawn(trickle(
+            s,
+            Vec::new(),
+            Vec::new(),
+            Duration::from_secs(20),
+        )));
+    }
+    let started = Instant::now();
+    let waiting = TcpStream::connect(&host).await.unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let served = trickle(
+        waiting,
+        request.into_bytes(),
+        Vec::new(),
+        Duration::from_secs(20),
+    )
+    .await;
+    let waited = started.elapsed();
+    assert!(
+        served.response_text().starts_with("HTTP/1.1 200"),
+        "{}",
+        served.response_text()
+    );
+    // Served only once a silent connection had used up its 2 s for headers.
+    assert!(waited >= Duration::from_secs(1), "served after {waited:?}");
+    for s in silent {
+        assert!(s.await.unwrap().closed_after.is_some());
+    }
+    svc.stop().await;
+}
+
 /// Finding 3: a keep-alive connection left idle is closed after the keep-alive timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed() {
