@@ -177,3 +177,92 @@ fn property<'a>(schema: Option<&'a mut RefOr<Schema>>, name: &str) -> Option<&'a
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use utoipa::openapi::path::PathItem;
+
+    use super::*;
+    use crate::ApiConfig;
+
+    fn operations(item: &PathItem) -> impl Iterator<Item = &Operation> {
+        [&item.get, &item.put, &item.post, &item.delete, &item.patch]
+            .into_iter()
+            .flatten()
+    }
+
+    fn statuses(op: &Operation) -> Vec<&str> {
+        op.responses.responses.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn every_error_is_a_problem_document() {
+        let doc = crate::openapi();
+        for (path, item) in &doc.paths.paths {
+            for op in operations(item) {
+                for (status, response) in &op.responses.responses {
+                    let RefOr::T(response) = response else {
+                        panic!("{path} {status}: a reference");
+                    };
+                    if status.parse::<u16>().is_ok_and(|s| s >= 400) {
+                        let types: Vec<_> = response.content.keys().collect();
+                        assert_eq!(types, [PROBLEM_JSON], "{path} {status}");
+                    }
+                    assert!(!response.description.is_empty(), "{path} {status}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn routes_list_the_answers_every_route_of_their_kind_gives() {
+        let doc = crate::openapi();
+        for (path, item) in &doc.paths.paths {
+            for op in operations(item) {
+                let has = statuses(op);
+                if op.security.is_some() {
+                    assert!(has.contains(&"401"), "{path}: {has:?}");
+                }
+                if op.request_body.is_some() {
+                    for status in ["400", "408", "413"] {
+                        assert!(has.contains(&status), "{path}: {has:?}");
+                    }
+                }
+                if path.starts_with("/v1/") && path != "/v1/chunking" {
+                    assert!(has.contains(&"503"), "{path}: {has:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_document_states_this_servers_limits() {
+        let config = ApiConfig {
+            max_file_size: 1000,
+            max_batch: 7,
+            ..ApiConfig::default()
+        };
+        let doc = serde_json::to_value(crate::openapi_for(
+            &config,
+            filestore_domain::chunking::ChunkParams::DEFAULT,
+        ))
+        .unwrap();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["RegisterFile"]["properties"]["size"]["maximum"],
+            1000
+        );
+        assert_eq!(
+            schemas["FinalizeRequest"]["properties"]["size"]["maximum"],
+            1000
+        );
+        assert_eq!(
+            schemas["RegisterBatch"]["properties"]["files"]["maxItems"],
+            7
+        );
+        assert_eq!(
+            schemas["RegisterBatch"]["properties"]["files"]["minItems"],
+            1
+        );
+    }
+}
