@@ -19,11 +19,8 @@ use filestore_operator::leader::Election;
 use filestore_operator::queue_depth::RabbitProbe;
 use filestore_operator::reconcile::{self, Context};
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::Client;
 use kube::runtime::events::Reporter;
-use kube::runtime::{Controller, watcher};
-use kube::{Api, Client};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::sync::watch;
 
@@ -216,30 +213,7 @@ async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         Context::new(client.clone(), reporter, Arc::new(RabbitProbe))
             .with_cluster_domain(&cfg.cluster_domain),
     );
-    let ns = cfg.watch_namespace.as_str();
-    fn scoped<K>(client: &Client, ns: &str) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-    {
-        if ns.is_empty() {
-            Api::all(client.clone())
-        } else {
-            Api::namespaced(client.clone(), ns)
-        }
-    }
-    let owned = watcher::Config::default().labels(&format!(
-        "{}={}",
-        build::LABEL_MANAGED_BY,
-        build::FIELD_MANAGER
-    ));
-    let controller = Controller::new(scoped::<FileStore>(&client, ns), watcher::Config::default())
-        .owns(scoped::<Deployment>(&client, ns), owned.clone())
-        .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
-        .owns(scoped::<Service>(&client, ns), owned.clone())
-        .owns(scoped::<ConfigMap>(&client, ns), owned)
+    let controller = reconcile::controller(&client, &cfg.watch_namespace)
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {

@@ -1,6 +1,6 @@
 //! The operator's API calls outside the reconcile's own, against a mocked API server: fencing a
-//! former primary's pod (retried until the pod is a new incarnation, by UID) and the leader
-//! Lease. Every request must be one the chart's RBAC allows.
+//! former primary's pod (retried until the pod is a new incarnation, by UID), the leader Lease
+//! and the controller's lists and watches. Every request must be one the chart's RBAC allows.
 mod support;
 
 use std::collections::BTreeMap;
@@ -9,11 +9,15 @@ use std::time::Duration;
 
 use filestore_operator::failover::{InstanceOps, PodInstances};
 use filestore_operator::leader::Election;
+use filestore_operator::queue_depth::{DepthError, QueueProbe, QueueStats};
+use filestore_operator::reconcile::{self, Context};
+use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
 use kube::client::Body;
+use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
-use support::rbac::{OPERATOR_NAMESPACE, assert_chart_allows};
+use support::rbac::{Install, OPERATOR_NAMESPACE, WATCHED, assert_allowed_by, assert_chart_allows};
 
 #[derive(Debug, Clone)]
 struct Call {
@@ -42,10 +46,16 @@ fn mocked(mut handler: Handler) -> (Client, Arc<Mutex<Vec<Call>>>) {
             };
             let (code, reply) = handler(&call);
             recorded.lock().unwrap().push(call);
+            // Null is an empty body: a watch that ends at once.
+            let body = if reply.is_null() {
+                Vec::new()
+            } else {
+                serde_json::to_vec(&reply).unwrap()
+            };
             send.send_response(
                 Response::builder()
                     .status(code)
-                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .body(Body::from(body))
                     .unwrap(),
             );
         }
@@ -70,7 +80,6 @@ fn lines(calls: &[Call]) -> Vec<String> {
 
 fn check_rbac(calls: &[Call]) {
     assert_chart_allows(
-        "prod",
         calls
             .iter()
             .map(|c| (c.method.as_str(), c.path.as_str(), c.query.as_str())),
@@ -275,4 +284,97 @@ async fn the_leader_lease_is_created_then_renewed_in_the_operators_namespace() {
         ["GET filestore-operator", "PUT filestore-operator"]
     );
     check_rbac(&renewed);
+}
+
+struct NoBroker;
+
+#[async_trait::async_trait]
+impl QueueProbe for NoBroker {
+    async fn depths(
+        &self,
+        _url: &str,
+        _queues: &[&str],
+    ) -> Result<BTreeMap<String, QueueStats>, DepthError> {
+        Err(DepthError("no broker in this test".into()))
+    }
+}
+
+const WATCHED_RESOURCES: [&str; 5] = [
+    "filestores",
+    "deployments",
+    "statefulsets",
+    "services",
+    "configmaps",
+];
+
+/// The controller's requests until it has listed and watched everything it watches, in
+/// `namespace` (every namespace when empty), on a cluster with nothing in it.
+async fn controller_requests(namespace: &str) -> Vec<Call> {
+    let (client, calls) = mocked(Box::new(|call| {
+        if call.query.contains("watch=true") {
+            (StatusCode::OK, Value::Null)
+        } else {
+            (
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": []}),
+            )
+        }
+    }));
+    let reporter = Reporter {
+        controller: "filestore-operator".into(),
+        instance: None,
+    };
+    let ctx = Arc::new(Context::new(client.clone(), reporter, Arc::new(NoBroker)));
+    let running = tokio::spawn(
+        reconcile::controller(&client, namespace)
+            .run(reconcile::reconcile, reconcile::error_policy, ctx)
+            .for_each(|_| async {}),
+    );
+    let seen_all = |calls: &[Call]| {
+        WATCHED_RESOURCES.iter().all(|resource| {
+            let of = |watch: bool| {
+                calls.iter().any(|c| {
+                    c.path.ends_with(&format!("/{resource}"))
+                        && c.query.contains("watch=true") == watch
+                })
+            };
+            of(false) && of(true)
+        })
+    };
+    for _ in 0..200 {
+        if seen_all(&calls.lock().unwrap()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.abort();
+    let calls = calls.lock().unwrap().clone();
+    assert!(seen_all(&calls), "{:?}", lines(&calls));
+    calls
+}
+
+fn requests(calls: &[Call]) -> impl Iterator<Item = (&str, &str, &str)> {
+    calls
+        .iter()
+        .map(|c| (c.method.as_str(), c.path.as_str(), c.query.as_str()))
+}
+
+#[tokio::test]
+async fn the_controller_lists_and_watches_what_the_chart_lets_it_either_way_it_is_installed() {
+    let everywhere = controller_requests("").await;
+    assert!(
+        everywhere.iter().all(|c| !c.path.contains("/namespaces/")),
+        "every namespace: {:?}",
+        lines(&everywhere)
+    );
+    assert_allowed_by(&[Install::Default], requests(&everywhere));
+
+    let one = controller_requests(WATCHED).await;
+    assert!(
+        one.iter()
+            .all(|c| c.path.contains(&format!("/namespaces/{WATCHED}/"))),
+        "{:?}",
+        lines(&one)
+    );
+    assert_allowed_by(&[Install::Default, Install::Watching], requests(&one));
 }

@@ -229,7 +229,6 @@ async fn reconcile_once(
     server.abort();
     let calls: Vec<Call> = calls.lock().unwrap().clone();
     support::rbac::assert_chart_allows(
-        "prod",
         calls
             .iter()
             .map(|c| (c.method.as_str(), c.path.as_str(), c.query.as_str())),

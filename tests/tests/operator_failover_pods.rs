@@ -50,10 +50,8 @@ impl Pods {
         self.incarnations += 1;
         let mut p = pod(name, role.unwrap_or_default());
         p["metadata"]["uid"] = format!("uid-{}", self.incarnations).into();
-        if role.is_none() {
-            if let Some(labels) = p["metadata"]["labels"].as_object_mut() {
-                labels.remove("filestore.dev/role");
-            }
+        if let (None, Some(labels)) = (role, p["metadata"]["labels"].as_object_mut()) {
+            labels.remove("filestore.dev/role");
         }
         self.by_name.insert(name.into(), p);
     }
@@ -157,7 +155,6 @@ impl FakeKube {
     fn check_rbac(&self) {
         let requests = self.pods.lock().unwrap().requests.clone();
         rbac::assert_chart_allows(
-            "prod",
             requests
                 .iter()
                 .map(|(m, p, q)| (m.as_str(), p.as_str(), q.as_str())),

@@ -20,6 +20,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -141,6 +142,37 @@ impl Context {
         self.cluster_domain = domain.trim_end_matches('.').to_owned();
         self
     }
+}
+
+/// The controller: FileStores in `namespace` (every namespace when empty), and the objects they
+/// own, by the operator's managed-by label, so that a change to one reconciles its FileStore.
+pub fn controller(client: &Client, namespace: &str) -> Controller<FileStore> {
+    fn scoped<K>(client: &Client, ns: &str) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        if ns.is_empty() {
+            Api::all(client.clone())
+        } else {
+            Api::namespaced(client.clone(), ns)
+        }
+    }
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        build::LABEL_MANAGED_BY,
+        FIELD_MANAGER
+    ));
+    Controller::new(
+        scoped::<FileStore>(client, namespace),
+        watcher::Config::default(),
+    )
+    .owns(scoped::<Deployment>(client, namespace), owned.clone())
+    .owns(scoped::<StatefulSet>(client, namespace), owned.clone())
+    .owns(scoped::<Service>(client, namespace), owned.clone())
+    .owns(scoped::<ConfigMap>(client, namespace), owned)
 }
 
 /// The controller's reconcile: the finalizer first, then apply or clean up.

@@ -80,33 +80,42 @@ fn service_account(manifests: &str) -> String {
         let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(document) else {
             continue;
         };
-        if doc["kind"].as_str() == Some("Deployment") {
-            if let Some(name) = doc["spec"]["template"]["spec"]["serviceAccountName"].as_str() {
-                return name.to_owned();
-            }
+        let account = doc["spec"]["template"]["spec"]["serviceAccountName"].as_str();
+        if let (Some("Deployment"), Some(name)) = (doc["kind"].as_str(), account) {
+            return name.to_owned();
         }
     }
     panic!("the chart renders no Deployment with a serviceAccountName");
 }
 
+/// The namespace the tests' FileStores live in, and the one the chart is told to watch.
+pub const WATCHED: &str = "prod";
+
+/// A way of installing the chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Install {
+    /// Default values: a ClusterRole, every namespace watched.
+    Default,
+    /// `watchNamespace` set to [`WATCHED`]: a Role there.
+    Watching,
+}
+
 /// The chart's policy for each way of installing it, rendered once per test binary.
-pub fn chart_policies(watched: &str) -> &'static [(String, Policy)] {
-    static POLICIES: OnceLock<Vec<(String, Policy)>> = OnceLock::new();
+fn chart_policies() -> &'static [(Install, String, Policy)] {
+    static POLICIES: OnceLock<Vec<(Install, String, Policy)>> = OnceLock::new();
     POLICIES.get_or_init(|| {
+        let watching = format!("watchNamespace={WATCHED}");
         vec![
-            ("default values".to_owned(), render(&[])),
-            (
-                format!("watchNamespace={watched}"),
-                render(&[&format!("watchNamespace={watched}")]),
-            ),
+            (Install::Default, "default values".to_owned(), render(&[])),
+            (Install::Watching, watching.clone(), render(&[&watching])),
         ]
     })
 }
 
-/// Fails, listing them, when the chart (installed either way) does not allow some of
+/// Fails, listing them, when the chart installed as `installs` says does not allow some of
 /// `requests`: each is (HTTP method, path, query).
-pub fn assert_chart_allows<'a>(
-    watched: &str,
+pub fn assert_allowed_by<'a>(
+    installs: &[Install],
     requests: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
 ) {
     let requests: Vec<Request> = requests
@@ -117,10 +126,13 @@ pub fn assert_chart_allows<'a>(
         })
         .collect();
     let mut refused = Vec::new();
-    for (install, policy) in chart_policies(watched) {
+    for (install, label, policy) in chart_policies() {
+        if !installs.contains(install) {
+            continue;
+        }
         for request in &requests {
             if !policy.allows(request) {
-                refused.push(format!("{install}: {request}"));
+                refused.push(format!("{label}: {request}"));
             }
         }
     }
@@ -131,4 +143,10 @@ pub fn assert_chart_allows<'a>(
         "the chart's RBAC does not allow what the operator does:\n  {}",
         refused.join("\n  ")
     );
+}
+
+/// [`assert_allowed_by`] for the chart installed either way: requests in [`WATCHED`] and in
+/// the operator's own namespace must be allowed by both.
+pub fn assert_chart_allows<'a>(requests: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) {
+    assert_allowed_by(&[Install::Default, Install::Watching], requests);
 }
