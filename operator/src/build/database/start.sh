@@ -12,11 +12,13 @@
 # change reaches the file within a second or so, not at the kubelet's periodic sync: the kubelet
 # takes a change of a pod's labels for an update of the pod (podsDifferSemantically, in
 # pkg/kubelet/config), syncs the pod at once, and the sync remounts its downward-API volumes
-# (WaitForAttachAndMount -> ReprocessPod). So the operator's label patch is itself the signal,
-# and the pod needs no API access: no token is mounted, the chart grants the pods nothing.
-# "primary" starts it; "replica" (a former primary after a failover) rewinds it onto the new primary's
-# timeline, or clones it afresh when it cannot be rewound, and starts it as a standby; any
-# other label, "fenced" included, keeps it stopped, so two primaries never serve at once.
+# (WaitForAttachAndMount -> ReprocessPod); the conformance test "Downward API volume should
+# update labels on modification" holds every cluster to it. So the operator's label patch is
+# itself the signal, and the pod needs no API access of its own (no token mounted, no RBAC for
+# it), nor the operator a way into the pod (pods/exec would let it run anything anywhere).
+# "primary" starts it; "replica" (a former primary after a failover) rewinds it onto the new
+# primary's timeline, or clones it afresh when it cannot be rewound, and starts it as a standby;
+# any other label, "fenced" included, keeps it stopped, so two primaries never serve at once.
 set -eu
 ordinal="${POD_NAME##*-}"
 building="$PGDATA.building"
