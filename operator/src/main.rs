@@ -239,7 +239,14 @@ mod tests {
     fn a_cluster_domain_is_a_dns_name_without_its_trailing_dot() {
         assert_eq!(dns_domain("cluster.local").as_deref(), Ok("cluster.local"));
         assert_eq!(dns_domain("Corp.Example.").as_deref(), Ok("corp.example"));
-        for bad in ["", ".", "a..b", "-corp.example", "corp_example", "corp.example/x"] {
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "-corp.example",
+            "corp_example",
+            "corp.example/x",
+        ] {
             assert!(dns_domain(bad).is_err(), "{bad:?}");
         }
     }
