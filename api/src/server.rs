@@ -241,9 +241,10 @@ async fn accept_loop(
             stop: stop_rx.clone(),
         };
         let tls = tls.clone();
+        let open = OpenConnection::new();
         connections.spawn(async move {
             conn.run(stream, tls).await;
-            drop((permit, slot));
+            drop((permit, slot, open));
         });
         while connections.try_join_next().is_some() {}
     }
@@ -259,6 +260,23 @@ async fn accept_loop(
         );
     }
     connections.shutdown().await;
+}
+
+/// One connection in `filestore_http_connections_open`, for as long as it lives (aborted at
+/// shutdown included).
+struct OpenConnection;
+
+impl OpenConnection {
+    fn new() -> Self {
+        metrics::gauge!("filestore_http_connections_open").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!("filestore_http_connections_open").decrement(1.0);
+    }
 }
 
 struct Conn {
