@@ -164,4 +164,22 @@ mod tests {
         let parts: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
         assert_eq!(parts.concat(), data);
     }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_still_recognised_through_the_zstd_decoder() {
+        let packed = zstd::bulk::compress(&vec![7u8; 1 << 20], 3).unwrap();
+        let half = bytes::Bytes::copy_from_slice(&packed[..packed.len() / 2]);
+        let stalled = crate::server::BodyIdleTimeout(std::time::Duration::from_secs(1));
+        let body = Body::from_stream(futures::stream::iter([Ok(half), Err(stalled)]));
+        let mut stream = BodyEncoding::Zstd.decode_stream(body);
+        let err = loop {
+            match futures::StreamExt::next(&mut stream).await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => break e,
+                None => panic!("the stream ended without the body's error"),
+            }
+        };
+        assert!(crate::server::is_body_timeout(&err), "{err}");
+        assert_eq!(ApiError::body_read(&err).code, "request_timeout");
+    }
 }
