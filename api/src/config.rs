@@ -91,8 +91,9 @@ pub struct ListenerLimits {
     /// Connections served at once; further ones wait in the listen backlog.
     #[arg(long, env = "FILESTORE_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
-    /// Connections one client address may hold at once (0: no bound); one past it is closed
-    /// at once. Behind a proxy every client has the proxy's address: raise it or set 0.
+    /// Connections one client address (an IPv6 client: its /64) may hold at once (0: no
+    /// bound); one past it is closed at once. Behind a proxy every client has the proxy's
+    /// address: raise it or set 0.
     #[arg(long, env = "FILESTORE_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
 }

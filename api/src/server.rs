@@ -139,8 +139,7 @@ struct AddressSlot {
 
 impl PerAddress {
     fn claim(table: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
-        // An IPv4 client reaching a dual-stack socket is one client, however it is written.
-        let ip = ip.to_canonical();
+        let ip = client_key(ip);
         if table.max > 0 {
             let mut held = table.held.lock().unwrap_or_else(PoisonError::into_inner);
             let n = held.entry(ip).or_insert(0);
@@ -153,6 +152,18 @@ impl PerAddress {
             table: table.clone(),
             ip,
         })
+    }
+}
+
+/// The client an address stands for: an IPv4 address (however a dual-stack socket writes it),
+/// or an IPv6 /64, the block one subscriber's network is given and can use every address of.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
     }
 }
 
@@ -365,6 +376,8 @@ impl Conn {
 struct Activity {
     header_timeout: Duration,
     keep_alive: Duration,
+    /// How long a response may wait for the client to take any of it.
+    send_stall: Duration,
     state: Mutex<ActivityState>,
 }
 
@@ -373,6 +386,8 @@ struct ActivityState {
     served: u64,
     idle_since: Instant,
     first_byte_since_idle: Option<Instant>,
+    /// Since when a write has been waiting for the client to read (its buffers are full).
+    write_blocked_since: Option<Instant>,
 }
 
 impl Activity {
@@ -380,11 +395,13 @@ impl Activity {
         Self {
             header_timeout: Duration::from_secs(limits.header_read_timeout.max(1)),
             keep_alive: Duration::from_secs(limits.keep_alive_timeout.max(1)),
+            send_stall: Duration::from_secs(limits.body_idle_timeout.max(1)),
             state: Mutex::new(ActivityState {
                 in_flight: 0,
                 served: 0,
                 idle_since: Instant::now(),
                 first_byte_since_idle: None,
+                write_blocked_since: None,
             }),
         }
     }
@@ -393,12 +410,13 @@ impl Activity {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// When the connection must be closed unless something changes, and why; `None` while a
-    /// request is in flight.
+    /// When the connection must be closed unless something changes, and why. A request in
+    /// flight has none unless its response waits on a client that stopped reading: its body
+    /// and its handler bound it otherwise.
     fn deadline_and_phase(&self) -> Option<(Instant, &'static str)> {
         let s = self.lock();
         if s.in_flight > 0 {
-            return None;
+            return s.write_blocked_since.map(|t| (t + self.send_stall, "send"));
         }
         Some(match s.first_byte_since_idle {
             // A request has begun: its headers must be complete in time.
@@ -424,6 +442,15 @@ impl Activity {
         let mut s = self.lock();
         if s.in_flight == 0 && s.first_byte_since_idle.is_none() {
             s.first_byte_since_idle = Some(Instant::now());
+        }
+    }
+
+    fn write_polled(&self, blocked: bool) {
+        let mut s = self.lock();
+        if blocked {
+            s.write_blocked_since.get_or_insert_with(Instant::now);
+        } else {
+            s.write_blocked_since = None;
         }
     }
 
@@ -483,7 +510,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.write_polled(polled.is_pending());
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -499,7 +528,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.write_polled(polled.is_pending());
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -727,6 +758,18 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_net: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other_net: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(one), client_key(same_net));
+        assert_ne!(client_key(one), client_key(other_net));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(client_key(v4), v4);
+        assert_eq!(client_key("::ffff:192.0.2.7".parse().unwrap()), v4);
+    }
+
+    #[test]
     fn a_stalled_body_is_found_behind_io_and_axum_errors() {
         let stalled = BodyIdleTimeout(Duration::from_secs(1));
         let wrapped = std::io::Error::other(axum::Error::new(stalled));
@@ -751,6 +794,15 @@ mod tests {
             None,
             "a request in flight has no deadline"
         );
+        activity.write_polled(true);
+        let blocked = activity.lock().write_blocked_since.unwrap();
+        assert_eq!(
+            activity.deadline(),
+            Some(blocked + Duration::from_secs(60)),
+            "unless the client stops reading its response"
+        );
+        activity.write_polled(false);
+        assert_eq!(activity.deadline(), None);
         drop(request);
         let idle = activity.lock().idle_since;
         assert_eq!(activity.deadline(), Some(idle + Duration::from_secs(5)));

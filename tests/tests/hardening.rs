@@ -268,6 +268,43 @@ async fn connections_past_the_global_bound_wait_for_a_free_one() {
     svc.stop().await;
 }
 
+/// A download the client stops reading does not hold its connection (and the chunks in
+/// flight) forever: once nothing could be sent for the body window, the connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_no_one_reads_is_abandoned() {
+    let svc = short_timeouts(Service::builder()).start().await;
+    let t = svc.token("alice");
+    let host = host_port(&svc.base);
+    let size = 16 * 1024 * 1024;
+    let id = svc.upload_ready(&t, "big.bin", &noise(size, 5)).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(host.parse().unwrap()).await.unwrap();
+    let request = format!(
+        "GET /v1/files/{id}/content HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {t}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Read nothing for well past the 2 s window, then take whatever is still coming.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let drained = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection is still open");
+    assert!(
+        got < size,
+        "all {got} bytes came: the stalled response went on"
+    );
+    svc.stop().await;
+}
+
 /// Finding 3: a keep-alive connection left idle is closed after the keep-alive timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed() {
