@@ -136,6 +136,9 @@ impl Client {
     pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(32)
+            // Under the server's keep-alive timeout (60 s by default), so an idle connection is
+            // dropped here before the server closes it under a request just sent.
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build()?;
         Ok(Self {
             http,
