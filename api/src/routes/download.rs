@@ -222,13 +222,17 @@ fn etag_matches(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
         ("If-None-Match" = Option<String>, Header, description = "ETags (the file's quoted SHA-256) or `*`."),
     ),
     responses(
-        (status = 200, description = "The whole file, in its content type.", content_type = "*/*", body = Binary),
-        (status = 206, description = "The requested range (`Content-Range` says which).", content_type = "*/*", body = Binary),
-        (status = 304, description = "Not modified: `If-None-Match` names the file's ETag."),
+        (status = 200, description = "The whole file, in its content type.", content_type = "*/*", body = Binary,
+            headers(("ETag" = String, description = "The file's SHA-256, quoted."), ("Accept-Ranges" = String, description = "`bytes`."))),
+        (status = 206, description = "The requested range.", content_type = "*/*", body = Binary,
+            headers(("Content-Range" = String, description = "`bytes first-last/size`."), ("ETag" = String, description = "The file's SHA-256, quoted."))),
+        (status = 304, description = "Not modified: `If-None-Match` names the file's ETag.",
+            headers(("ETag" = String, description = "The file's SHA-256, quoted."))),
         (status = 403, description = "`file_quarantined`: the scan found malware.", body = Problem),
         (status = 404, description = "`not_found`: no such file of the caller's (or it is in trash).", body = Problem),
         (status = 409, description = "`not_ready` (still uploading or processing) or `file_failed`.", body = Problem),
-        (status = 416, description = "`range_not_satisfiable`: the range starts past the end.", body = Problem),
+        (status = 416, description = "`range_not_satisfiable`: the range starts past the end.", body = Problem,
+            headers(("Content-Range" = String, description = "`bytes */size`."))),
     ),
     security(("bearer" = [])))]
 pub async fn content(
@@ -342,7 +346,8 @@ fn check_signature(state: &AppState, id: &str, q: &SignatureParams) -> Result<u6
         ("sig" = String, Query, description = "The URL's signature."),
     ),
     responses(
-        (status = 200, description = "The stored (encrypted) chunk.", content_type = "application/octet-stream", body = Binary),
+        (status = 200, description = "The stored (encrypted) chunk.", content_type = "application/octet-stream", body = Binary,
+            headers(("Cache-Control" = String, description = "`private, max-age=<seconds the URL stays valid>`."), ("ETag" = String, description = "The chunk id, quoted."))),
         (status = 400, description = "`invalid_request`: a parameter given twice.", body = Problem),
         (status = 401, description = "`missing_signature`: `exp` or `sig` is missing.", body = Problem),
         (status = 403, description = "`invalid_signature` or `url_expired`.", body = Problem),
