@@ -655,3 +655,25 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::ObjectStore;
+
+    #[tokio::test]
+    async fn a_presigned_get_asks_for_private_caching_while_it_is_valid() {
+        let mut opts = S3Options::new(Some("http://127.0.0.1:9".into()), "raw", "chunks");
+        opts.access_key = "key".into();
+        opts.secret_key = "secret".into();
+        let url = S3Store::new(opts)
+            .presign_get("chunks/ab/abcd", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            url.contains("response-cache-control=private%2C%20max-age%3D60"),
+            "{url}"
+        );
+    }
+}
