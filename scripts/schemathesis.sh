@@ -141,6 +141,22 @@ status=0
   ${SCHEMATHESIS_SEED:+--seed "$SCHEMATHESIS_SEED"} \
   --no-color \
   --report junit --report-dir "$work/report" || status=$?
+# The server's own count of what it answered (seeding included), from its metrics listener.
+metrics=$(sed -n 's/^metrics for Prometheus: \(http[^ ]*\)$/\1/p' "$work/dev.log")
+if [ -n "$metrics" ]; then
+  curl -fsS "$metrics" | python3 -c '
+import re, sys
+count = {}
+for line in sys.stdin:
+    m = re.match(r"filestore_http_requests_total\{.*status=\"(\d)\d\d\".*\} (\S+)$", line)
+    if m:
+        count[m[1]] = count.get(m[1], 0) + float(m[2])
+total = int(sum(count.values()))
+classes = ", ".join(f"{int(n)} {c}xx" for c, n in sorted(count.items()))
+print(f"filestore dev answered {total} requests: {classes}")
+sys.exit(1 if count.get("5") else 0)
+' || status=1
+fi
 if ! kill -0 "$dev_pid" 2>/dev/null; then
   echo "filestore dev died during the run:" >&2
   tail -50 "$work/dev.log" >&2
