@@ -71,6 +71,8 @@ pub fn path(raw: &str) -> Result<String, ApiError> {
     normalize(raw).map_err(|e| {
         let code = match e {
             PathError::TooLong(_) | PathError::ComponentTooLong(_) => "path_too_long",
+            // A name Windows or macOS clients could not create (DESIGN invariant 8).
+            PathError::Unportable(_) => "invalid_name",
             _ => "invalid_path",
         };
         ApiError::bad_request(code, e.to_string())
