@@ -9,3 +9,5 @@ ALTER TABLE entries ADD COLUMN path_key TEXT COLLATE "C";
 ALTER TABLE versions ADD COLUMN path_key TEXT COLLATE "C";
 CREATE INDEX entries_path_key ON entries (owner, path_key);
 CREATE INDEX versions_path_key ON versions (owner, path_key);
+-- A file's versions by id: the by-id routes check that a file is not in trash.
+CREATE INDEX versions_file ON versions (file_id);
