@@ -657,3 +657,31 @@ fn a_spec_one_eviction_would_stop_gets_a_budget_that_allows_none_and_a_warning()
         );
     }
 }
+
+/// Prometheus scrapes a `metrics` port on every Filestore pod, API and workers alike; the
+/// API's public port (the one the Ingress exposes) serves no metrics.
+#[test]
+fn api_and_worker_pods_serve_metrics_on_a_port_of_their_own() {
+    let manifests = Fixture::new().manifests();
+    let workloads: Vec<&serde_json::Value> = manifests
+        .iter()
+        .filter(|(key, _)| key.starts_with("Deployment/"))
+        .map(|(_, v)| v)
+        .collect();
+    assert!(workloads.len() >= 2, "the API and at least one worker pool");
+    for workload in workloads {
+        let filestore = &containers(workload)[0];
+        let ports = filestore["ports"].as_array().cloned().unwrap_or_default();
+        let metrics = ports.iter().find(|p| p["name"] == "metrics");
+        assert_eq!(
+            metrics.map(|p| p["containerPort"].clone()),
+            Some(json!(9090)),
+            "{}",
+            workload["metadata"]["name"]
+        );
+        assert_eq!(
+            env(filestore, "FILESTORE_METRICS_LISTEN")["value"],
+            "0.0.0.0:9090"
+        );
+    }
+}

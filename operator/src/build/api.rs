@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
-use k8s_openapi::api::core::v1::{SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume};
+use k8s_openapi::api::core::v1::{
+    ContainerPort, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume,
+};
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
@@ -14,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::pod::{self, env, env_from_secret, mount};
-use super::{Owned, Owner, names, process, secrets};
+use super::{Owned, Owner, names, process, secrets, workers};
 use crate::crd::FileStoreSpec;
 
 pub const COMPONENT: &str = "api";
@@ -42,6 +44,11 @@ pub fn deployment(owner: &Owner, spec: &FileStoreSpec, config_hash: &str) -> Dep
     let generated = names::generated_secret(&owner.name);
     let mut vars = vec![
         env("FILESTORE_LISTEN", format!("0.0.0.0:{PORT}")),
+        // Metrics have a listener of their own, off the port the Ingress exposes.
+        env(
+            "FILESTORE_METRICS_LISTEN",
+            format!("0.0.0.0:{}", workers::METRICS_PORT),
+        ),
         // TLS ends at the Ingress; the API is reached over the cluster network only.
         env("FILESTORE_ALLOW_PLAIN_HTTP", "true"),
         env_from_secret(
@@ -78,6 +85,14 @@ pub fn deployment(owner: &Owner, spec: &FileStoreSpec, config_hash: &str) -> Dep
     }
     let mut container = process::container(owner, spec, &["api"], ("http", PORT), vars);
     container.resources = spec.api.resources.clone();
+    if let Some(ports) = container.ports.as_mut() {
+        ports.push(ContainerPort {
+            name: Some("metrics".into()),
+            container_port: workers::METRICS_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        });
+    }
     if let Some(m) = container.volume_mounts.as_mut() {
         m.extend(mounts);
     }
