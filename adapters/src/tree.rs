@@ -198,11 +198,31 @@ where
 }
 
 /// The end of the key range that holds every key starting with `prefix`: keys compare
-/// bytewise (SQLite BINARY, PostgreSQL "C"), and no character sorts after U+10FFFF, so the
-/// range `prefix..end` lets the `(owner, path_key)` index find a folder's contents instead of
-/// testing every key of the owner.
-pub(crate) fn key_range_end(prefix: &str) -> String {
-    format!("{prefix}\u{10FFFF}")
+/// bytewise (SQLite BINARY, PostgreSQL "C"), which for UTF-8 is code point order, so every key
+/// that starts with `prefix` sorts before `prefix` with its last character replaced by the
+/// next one. The range lets the `(owner, path_key)` index find a folder's contents instead of
+/// testing every key of the owner. `None` (no end) for an empty prefix, or one of nothing but
+/// the last code point.
+pub(crate) fn key_range_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// `path` with its first `depth` components replaced by `to`.
+pub(crate) fn respelled(path: &str, depth: usize, to: &str) -> String {
+    let rest: Vec<&str> = path.split('/').skip(depth).collect();
+    if rest.is_empty() {
+        to.to_owned()
+    } else {
+        format!("{to}/{}", rest.join("/"))
+    }
 }
 
 /// A store's turn to write: SQLite takes one writer at a time inside the process, PostgreSQL
@@ -225,7 +245,7 @@ macro_rules! tree_store {
         use $crate::meta::StoreError;
         use $crate::tree::{
             Change, ChangePage, Entry, ListQuery, Listing, TreeStore, Version, change_from_row,
-            entry_from_row, key_range_end, version_from_row,
+            entry_from_row, key_range_end, respelled, version_from_row,
         };
 
         type Tx<'c> = Transaction<'c, $db>;
@@ -313,14 +333,22 @@ macro_rules! tree_store {
             row.as_ref().map(entry_from_row).transpose()
         }
 
-        /// `path` with its folders spelled as the tree already spells them (`Docs/b` becomes
-        /// `docs/b` beside `docs/a`), so one folder never shows under two names.
-        async fn spelled(tx: &mut Tx<'_>, owner: &OwnerId, path: &str) -> Result<String, StoreError> {
+        /// `path` with its folders spelled as the tree's live files already spell them
+        /// (`Docs/b` becomes `docs/b` beside `docs/a`), so one folder never shows under two
+        /// names; with `whole`, `path` itself too, where it is a folder already.
+        async fn spelled(
+            tx: &mut Tx<'_>,
+            owner: &OwnerId,
+            path: &str,
+            whole: bool,
+        ) -> Result<String, StoreError> {
             let parts: Vec<&str> = path.split('/').collect();
-            for depth in (1..parts.len()).rev() {
+            let deepest = if whole { parts.len() } else { parts.len() - 1 };
+            for depth in (1..=deepest).rev() {
                 let folder_key = format!("{}/", fold_key(&parts[..depth].join("/")));
                 let known: Option<String> = sqlx::query_scalar(
-                    "SELECT path FROM entries WHERE owner = $1 AND path_key >= $2 AND path_key < $3
+                    "SELECT path FROM entries WHERE owner = $1 AND path_key >= $2
+                       AND ($3 IS NULL OR path_key < $3) AND trashed_at IS NULL
                        AND substr(path_key, 1, length($2)) = $2 ORDER BY path_key LIMIT 1",
                 )
                 .bind(owner.as_str())
@@ -348,7 +376,7 @@ macro_rules! tree_store {
             let prefix = format!("{}/", fold_key(folder));
             let sql = format!(
                 "SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND (e.trashed_at IS NOT NULL) = $2
-                   AND e.path_key >= $3 AND e.path_key < $5
+                   AND e.path_key >= $3 AND ($5 IS NULL OR e.path_key < $5)
                    AND substr(e.path_key, 1, length($3)) = $3 ORDER BY e.path LIMIT $4"
             );
             let rows = sqlx::query(&sql)
@@ -449,7 +477,7 @@ macro_rules! tree_store {
             // spelling; a new one takes its folders' spelling.
             let path = match existing {
                 Some(e) => e.path,
-                None => spelled(tx, owner, path).await?,
+                None => spelled(tx, owner, path, false).await?,
             };
             let path = path.as_str();
             let seq = next_seq(tx, owner).await?;
@@ -458,7 +486,8 @@ macro_rules! tree_store {
                 "INSERT INTO entries (owner, path, path_key, file_id, rev, trashed_at, modified_at)
                  VALUES ($1, $2, $3, $4, $5, NULL, $6)
                  ON CONFLICT (owner, path) DO UPDATE SET file_id = excluded.file_id,
-                     rev = excluded.rev, trashed_at = NULL, modified_at = excluded.modified_at",
+                     path_key = excluded.path_key, rev = excluded.rev, trashed_at = NULL,
+                     modified_at = excluded.modified_at",
             )
             .bind(owner.as_str())
             .bind(path)
@@ -590,7 +619,7 @@ macro_rules! tree_store {
                 let cursor = cursor_in(&mut tx, owner).await?;
                 let sql = format!(
                     "SELECT {ENTRY_COLUMNS} WHERE e.owner = $1 AND (e.trashed_at IS NOT NULL) = $2
-                       AND e.path_key >= $3 AND e.path_key < $6
+                       AND e.path_key >= $3 AND ($6 IS NULL OR e.path_key < $6)
                        AND substr(e.path_key, 1, length($3)) = $3 AND e.path > $4
                      ORDER BY e.path LIMIT $5"
                 );
@@ -631,15 +660,16 @@ macro_rules! tree_store {
                 let (moving, folder) = targets(&mut tx, owner, from, false).await?;
                 let current = (!folder).then(|| moving[0].rev);
                 expect.check(current).map_err(StoreError::RevConflict)?;
-                // `from` as the tree spells it, and `to` in its folders' spelling.
+                // `to` as the tree spells its folders, itself too when it names a folder that
+                // exists already (the contents join it), unless the move only re-spells `from`.
                 let from_depth = from.split('/').count();
-                let from: String = moving[0].path.split('/').take(from_depth).collect::<Vec<_>>().join("/");
-                let to = spelled(&mut tx, owner, to).await?;
+                let to = spelled(&mut tx, owner, to, from_key != to_key).await?;
                 let mut seqs = Vec::with_capacity(moving.len());
                 let now = now_ms();
                 for e in &moving {
-                    let dest = tree::moved_path(&e.path, &from, &to)
-                        .ok_or_else(|| StoreError::Corrupt(format!("{} not in {from}", e.path)))?;
+                    // By components, not by spelling: every entry found lies at `from` or in
+                    // it by key, whatever spelling its folders have.
+                    let dest = respelled(&e.path, from_depth, &to);
                     match head(&mut tx, owner, &dest).await? {
                         // The file itself, renamed in case only.
                         Some(d) if d.path == e.path => {}
@@ -688,9 +718,7 @@ macro_rules! tree_store {
                 // Checked once everything has moved, so a folder's own files never count
                 // against it; a failure rolls the whole move back.
                 for e in &moving {
-                    if let Some(dest) = tree::moved_path(&e.path, &from, &to) {
-                        check_nesting(&mut tx, owner, &dest).await?;
-                    }
+                    check_nesting(&mut tx, owner, &respelled(&e.path, from_depth, &to)).await?;
                 }
                 let mut changes = Vec::with_capacity(seqs.len());
                 for seq in seqs {
@@ -895,3 +923,41 @@ macro_rules! tree_store {
     };
 }
 pub(crate) use tree_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_range_holds_every_key_with_the_prefix_and_nothing_after() {
+        let end = key_range_end("docs/").unwrap();
+        for inside in [
+            "docs/",
+            "docs/a",
+            "docs/\u{10FFFF}x",
+            "docs/\u{10FFFF}\u{10FFFF}",
+        ] {
+            assert!(inside >= "docs/" && inside < end.as_str(), "{inside:?}");
+        }
+        for outside in ["docs0", "docsa", "doct"] {
+            assert!(outside >= end.as_str(), "{outside:?}");
+        }
+        assert_eq!(key_range_end(""), None);
+        assert_eq!(key_range_end("\u{10FFFF}"), None);
+        assert_eq!(key_range_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(
+            key_range_end("\u{D7FF}").as_deref(),
+            Some("\u{E000}"),
+            "past the surrogates"
+        );
+    }
+
+    #[test]
+    fn a_moved_path_keeps_what_lies_below_the_moved_folder() {
+        assert_eq!(
+            respelled("Docs/sub/a.txt", 1, "archive/docs"),
+            "archive/docs/sub/a.txt"
+        );
+        assert_eq!(respelled("docs", 1, "Docs"), "Docs");
+    }
+}

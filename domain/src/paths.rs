@@ -101,7 +101,12 @@ pub fn is_canonical(path: &str) -> bool {
 /// The key two spellings of one path share: case folded (Unicode lowercase) and NFC. Paths
 /// with equal keys are one file; the store keeps the first spelling for display.
 pub fn fold_key(path: &str) -> String {
-    let lower: String = path.nfc().collect::<String>().to_lowercase();
+    // Rust lowercases a word-final capital sigma to the final form; case folding has one sigma.
+    let lower: String = path
+        .nfc()
+        .collect::<String>()
+        .to_lowercase()
+        .replace('\u{3c2}', "\u{3c3}");
     lower.nfc().collect()
 }
 
@@ -193,6 +198,11 @@ mod tests {
             fold_key("NORM/CAF\u{c9}.TXT")
         );
         assert_eq!(fold_key("\u{130}stanbul"), fold_key("i\u{307}stanbul"));
+        assert_eq!(
+            fold_key("\u{391}\u{3a3}.txt"),
+            fold_key("\u{391}\u{3c2}.txt"),
+            "ΑΣ and Ας"
+        );
         assert_ne!(fold_key("a.txt"), fold_key("b.txt"));
         assert_eq!(fold_key("Docs/A").split('/').count(), 2);
     }

@@ -444,6 +444,28 @@ async fn a_name_is_one_file_whatever_its_case_or_normalization(t: &Tree) {
         matches!(into_itself, Err(StoreError::InvalidMove(_))),
         "{into_itself:?}"
     );
+    // A folder moved onto another spelling of an existing one joins it, under its spelling,
+    // and the joined folder moves as one.
+    t.write("join/x/f.txt", b"f", Expect::Absent).await.unwrap();
+    t.store
+        .move_path(&t.owner, "join/x", "CASE", Expect::Any)
+        .await
+        .unwrap();
+    assert!(
+        t.list("case/", false)
+            .await
+            .contains(&"Case/f.txt".to_owned())
+    );
+    t.store
+        .move_path(&t.owner, "case", "joined", Expect::Any)
+        .await
+        .unwrap();
+    assert_eq!(t.list("case/", false).await, Vec::<String>::new());
+    assert_eq!(t.list("joined/", false).await.len(), 4);
+    t.store
+        .move_path(&t.owner, "joined", "Case", Expect::Any)
+        .await
+        .unwrap();
     let onto_other = t
         .store
         .move_path(&t.owner, "Case/other.txt", "case/readme.TXT", Expect::Any)

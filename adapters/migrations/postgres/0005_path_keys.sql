@@ -11,3 +11,7 @@ CREATE INDEX entries_path_key ON entries (owner, path_key);
 CREATE INDEX versions_path_key ON versions (owner, path_key);
 -- A file's versions by id: the by-id routes check that a file is not in trash.
 CREATE INDEX versions_file ON versions (file_id);
+-- Rows still without a key (written before this migration): the start-up backfill finds them
+-- without reading every row.
+CREATE INDEX entries_unkeyed ON entries (owner, path) WHERE path_key IS NULL;
+CREATE INDEX versions_unkeyed ON versions (owner, path) WHERE path_key IS NULL;

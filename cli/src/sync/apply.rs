@@ -309,6 +309,8 @@ enum Refusal {
     Conflict,
     /// The path is a folder there: a copy beside it goes through.
     Nesting,
+    /// No server takes this name: sending it again would only be refused again.
+    Name(String),
     Other(String),
 }
 
@@ -316,6 +318,7 @@ fn refusal(code: &str, detail: String) -> Refusal {
     match code {
         "rev_conflict" => Refusal::Conflict,
         "path_is_folder" => Refusal::Nesting,
+        "invalid_path" | "invalid_name" | "path_too_long" => Refusal::Name(detail),
         // A file on the server has the name of one of its folders (it came after this pass
         // read the feed). The folder keeps the name: the local file stays where it is (a copy
         // beside it would be refused again), and the next pass moves the server's file aside.
@@ -437,6 +440,9 @@ async fn upload_batch(
                 }
                 None => report.failed.push(format!("keeping {} aside", u.path)),
             },
+            Refusal::Name(detail) => {
+                report.refused.push(format!("{}: {detail}", u.path));
+            }
             Refusal::Other(detail) => {
                 report
                     .failed

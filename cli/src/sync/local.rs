@@ -51,12 +51,7 @@ impl Scan {
 
     /// The symbolic link in the folder that `rel` is, or lies under, if any.
     pub fn link_over<'a>(&'a self, rel: &str) -> Option<&'a str> {
-        let key = filestore_domain::paths::fold_key(rel);
-        // Compared by key: on a case-insensitive file system `LINK/x` goes through `link`.
-        self.links.iter().map(String::as_str).find(|link| {
-            let link_key = filestore_domain::paths::fold_key(link);
-            key == link_key || filestore_domain::tree::is_inside(&key, &link_key)
-        })
+        link_over(&self.links, rel)
     }
 
     /// The folders above `rel`, an entry sync leaves alone, and `rel` itself if it is one.
@@ -67,6 +62,16 @@ impl Scan {
             self.held.insert(rel.to_owned());
         }
     }
+}
+
+/// The link of `links` that `rel` is, or lies under, if any. Compared by folded key: on a
+/// case-insensitive file system `LINK/x` goes through `link`.
+pub fn link_over<'a>(links: &'a BTreeSet<String>, rel: &str) -> Option<&'a str> {
+    let key = filestore_domain::paths::fold_key(rel);
+    links.iter().map(String::as_str).find(|link| {
+        let link_key = filestore_domain::paths::fold_key(link);
+        key == link_key || filestore_domain::tree::is_inside(&key, &link_key)
+    })
 }
 
 pub fn ignore_rules(root: &Path) -> Result<Gitignore, ScanError> {

@@ -131,6 +131,11 @@ pub struct Syncer {
     chunking: tokio::sync::OnceCell<ChunkParams>,
 }
 
+/// Whether `rel` lies clear of every link in `links` (see [`local::Scan::link_over`]).
+fn scan_links_allow(links: &std::collections::BTreeSet<String>, rel: &str) -> bool {
+    local::link_over(links, rel).is_none()
+}
+
 impl Syncer {
     /// Opens (or starts) the sync of `opts.root` with the server `client` talks to.
     pub async fn open(client: Client, server: &str, opts: SyncOptions) -> Result<Self, SyncError> {
@@ -203,7 +208,7 @@ impl Syncer {
         let mut refused = remote::refresh(&self.client, &mut mirror, &mut cursor, &base).await?;
         self.state.save_mirror(&mirror, cursor.unwrap_or(0)).await?;
         let root = self.opts.root.clone();
-        let scan = tokio::task::spawn_blocking(move || local::scan(&root, &synced)).await??;
+        let mut scan = tokio::task::spawn_blocking(move || local::scan(&root, &synced)).await??;
         for skipped in &scan.skipped {
             tracing::warn!(path = %skipped.display(), "not synced: no server can hold this name");
             refused.push(format!(
@@ -211,16 +216,25 @@ impl Syncer {
                 skipped.display()
             ));
         }
-        // A path the rules now name, or one a link now stands over, stops being synced, and
-        // forgetting that it ever agreed makes syncing it again later a first meeting of both
-        // sides (a download, or both kept), never a delete.
-        let (base, ignored): (BTreeMap<_, _>, BTreeMap<_, _>) = base
-            .into_iter()
-            .partition(|(p, _)| scan.syncs(p) && scan.link_over(p).is_none());
+        // A path the rules now name, one a link now stands over, or one the path rules no longer
+        // take (a name agreed on before they refused it) stops being synced, and forgetting
+        // that it ever agreed makes syncing it again later a first meeting of both sides (a
+        // download, or both kept), never a delete.
+        let (base, ignored): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            base.into_iter().partition(|(p, _)| {
+                scan.syncs(p) && scan.link_over(p).is_none() && remote::refusal(p).is_none()
+            });
         for path in ignored.keys() {
             self.state.forget(path).await?;
         }
+        // What lies under a link is not ours to send either (a real folder whose name only a
+        // case-insensitive file system would take for the link's).
+        scan.files.retain(|p, _| scan_links_allow(&scan.links, p));
         mirror.retain(|p, _| {
+            if let Some(why) = remote::refusal(p) {
+                refused.push(why);
+                return false;
+            }
             if let Some(link) = scan.link_over(p) {
                 refused.push(format!(
                     "{p}: {link} is a symbolic link in the folder; sync does not follow links"
