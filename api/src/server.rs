@@ -31,6 +31,10 @@ use tokio::time::{Instant, Sleep};
 
 use crate::config::{ApiConfig, ListenerLimits};
 
+/// Concurrent requests on one HTTP/2 connection (hyper's default is 200).
+const H2_MAX_STREAMS: u32 = 32;
+/// How often an HTTP/2 connection is pinged to prove the client is there.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
 /// How long connections get to finish their requests once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How often a busy connection's watchdog looks again (a busy connection has no deadline of
@@ -211,7 +215,15 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    // An HTTP/2 client could otherwise hold a connection's streams open forever with a flow
+    // window of zero (nothing is ever written, so no write stalls): few streams per
+    // connection, and pings the client must answer within the keep-alive timeout.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .keep_alive_interval(Some(H2_PING_INTERVAL))
+        .keep_alive_timeout(Duration::from_secs(limits.keep_alive_timeout.max(1)));
     let builder = Arc::new(builder);
     let mut connections = JoinSet::new();
     let mut stopping = stop_rx.clone();
