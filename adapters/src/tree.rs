@@ -312,6 +312,24 @@ macro_rules! tree_store {
             Ok(())
         }
 
+        /// Whether file `id` of `owner` is a version of a path now in trash.
+        pub(crate) async fn in_trash(
+            pool: &sqlx::Pool<$db>,
+            owner: &OwnerId,
+            id: &FileId,
+        ) -> Result<bool, StoreError> {
+            let trashed: Option<i64> = sqlx::query_scalar(
+                "SELECT v.rev FROM versions v
+                 JOIN entries e ON e.owner = v.owner AND e.path_key = v.path_key
+                 WHERE v.owner = $1 AND v.file_id = $2 AND e.trashed_at IS NOT NULL LIMIT 1",
+            )
+            .bind(owner.as_str())
+            .bind(id.to_string())
+            .fetch_optional(pool)
+            .await?;
+            Ok(trashed.is_some())
+        }
+
         /// The head of the path that `path` names in any spelling (case, Unicode
         /// normalization), live or trashed; the exact spelling first where data from before
         /// the name policy holds two.

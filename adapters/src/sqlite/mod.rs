@@ -414,15 +414,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn in_trash(&self, owner: &OwnerId, id: &FileId) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM versions v JOIN entries e ON e.owner = v.owner AND e.path_key = v.path_key
-             WHERE v.owner = ? AND v.file_id = ? AND e.trashed_at IS NOT NULL",
-        )
-        .bind(owner.as_str())
-        .bind(id.to_string())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(u64_col(&row, "n")? > 0)
+        tree::in_trash(&self.pool, owner, id).await
     }
 
     async fn stale_uploads(
