@@ -120,6 +120,16 @@ impl Drop for Instance {
     }
 }
 
+/// Creates the table the tests count acknowledged commits in, with its first row.
+async fn first_acknowledged_commit(on_primary: &mut sqlx::PgConnection) {
+    for sql in [
+        "CREATE TABLE acknowledged (n int)",
+        "INSERT INTO acknowledged VALUES (1)",
+    ] {
+        sqlx::query(sql).execute(&mut *on_primary).await.unwrap();
+    }
+}
+
 async fn connect(port: u16) -> sqlx::PgConnection {
     let url = format!("postgres://filestore:{PASSWORD}@127.0.0.1:{port}/filestore");
     for _ in 0..600 {
@@ -159,14 +169,7 @@ async fn instance_0_bootstraps_instance_1_clones_and_commits_wait_for_it() {
     );
 
     let committed = tokio::time::timeout(Duration::from_secs(60), async {
-        sqlx::query("CREATE TABLE acknowledged (n int)")
-            .execute(&mut on_primary)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO acknowledged VALUES (1)")
-            .execute(&mut on_primary)
-            .await
-            .unwrap();
+        first_acknowledged_commit(&mut on_primary).await;
     })
     .await;
     assert!(
@@ -232,14 +235,7 @@ async fn a_former_primary_waits_while_fenced_then_rewinds_and_follows_the_new_pr
     let mut on_old = connect(old_primary.port).await;
     let standby = start(dir.path(), &config, 1, p0, p1);
     let mut on_standby = connect(standby.port).await;
-    sqlx::query("CREATE TABLE acknowledged (n int)")
-        .execute(&mut on_old)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO acknowledged VALUES (1)")
-        .execute(&mut on_old)
-        .await
-        .unwrap();
+    first_acknowledged_commit(&mut on_old).await;
     drop(on_old);
 
     // The primary crashes; the operator promotes the standby and fences the old one.
@@ -397,14 +393,7 @@ async fn a_primary_killed_as_pid_1_rejoins_by_rewind_not_by_a_new_clone() {
     );
     let standby = start(dir.path(), &config, 1, p0, p1);
     let mut on_standby = connect(standby.port).await;
-    sqlx::query("CREATE TABLE acknowledged (n int)")
-        .execute(&mut on_old)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO acknowledged VALUES (1)")
-        .execute(&mut on_old)
-        .await
-        .unwrap();
+    first_acknowledged_commit(&mut on_old).await;
     drop(on_old);
 
     // The node dies under the primary: SIGKILL, no shutdown, its lock file left behind.
