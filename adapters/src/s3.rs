@@ -17,6 +17,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use bytes::{Bytes, BytesMut};
+use filestore_domain::ids::CHUNK_KEY_PREFIX;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 
@@ -27,7 +28,6 @@ use crate::objects::{
 
 /// Chunk objects never change once written: caches and CDNs may keep them for a year.
 pub const CHUNK_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
-const CHUNK_PREFIX: &str = "chunks/";
 /// S3's smallest part (bar the last) is 5 MiB.
 const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 
@@ -217,7 +217,7 @@ impl S3Store {
 
     /// The bucket an object key lives in.
     pub fn bucket_of(&self, key: &str) -> &str {
-        if key.starts_with(CHUNK_PREFIX) {
+        if key.starts_with(CHUNK_KEY_PREFIX) {
             &self.opts.chunk_bucket
         } else {
             &self.opts.raw_bucket
@@ -239,7 +239,7 @@ impl S3Store {
             .key(key)
             .set_server_side_encryption(self.sse())
             .body(S3Body::from(bytes));
-        if key.starts_with(CHUNK_PREFIX) {
+        if key.starts_with(CHUNK_KEY_PREFIX) {
             req = req.cache_control(CHUNK_CACHE_CONTROL);
         }
         req.send().await.map_err(|e| classify(key, e))?;

@@ -1,5 +1,5 @@
 //! Request and response bodies of the v1 API (camelCase JSON).
-use filestore_adapters::{FileRecord, Usage};
+use filestore_ports::{FileRecord, Usage};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{
     AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
@@ -227,7 +227,7 @@ pub struct UploadReceipt {
 }
 
 impl UploadReceipt {
-    pub fn new(file_id: &impl std::fmt::Display, stored: &filestore_adapters::PutOutcome) -> Self {
+    pub fn new(file_id: &impl std::fmt::Display, stored: &filestore_ports::PutOutcome) -> Self {
         Self {
             file_id: file_id.to_string(),
             size: stored.size,

@@ -61,7 +61,7 @@ impl BodyEncoding {
     }
 
     /// The decoded byte stream of a body; its length is bounded by whoever consumes it.
-    pub fn decode_stream(self, body: Body) -> filestore_adapters::objects::ByteStream {
+    pub fn decode_stream(self, body: Body) -> filestore_ports::objects::ByteStream {
         let raw = body.into_data_stream().map_err(std::io::Error::other);
         match self {
             Self::Identity => Box::pin(raw),

@@ -1,7 +1,7 @@
 //! Every error the API returns: `application/problem+json` with a stable machine `code`.
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use filestore_adapters::{ObjectError, StoreError, TenantKeyError};
+use filestore_ports::{ObjectError, StoreError, TenantKeyError};
 use serde::Serialize;
 use utoipa::ToSchema;
 

@@ -1,9 +1,9 @@
 //! What every handler shares.
 use std::sync::Arc;
 
-use filestore_adapters::{MetadataStore, ObjectStore, TenantKeys};
 use filestore_domain::chunking::ChunkParams;
 use filestore_domain::signing::UrlSigner;
+use filestore_ports::{MetadataStore, ObjectStore, TenantKeys};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Notify;
 

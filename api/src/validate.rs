@@ -1,9 +1,9 @@
 //! Turning what a client sent into domain values, or a 4xx that says what is wrong.
 use axum::http::StatusCode;
-use filestore_adapters::NewFile;
 use filestore_domain::paths::{PathError, normalize};
 use filestore_domain::tree::Expect;
 use filestore_domain::{FileId, OwnerId};
+use filestore_ports::NewFile;
 
 use crate::dto::RegisterFile;
 use crate::error::ApiError;

@@ -18,9 +18,27 @@ pub enum IdError {
 #[serde(try_from = "String", into = "String")]
 pub struct FileId(uuid::Uuid);
 
+/// Where every object the service stores lives: raw uploads under `raw/`, chunks under
+/// `chunks/`. The sweeps tell the two apart by these prefixes alone.
+pub const RAW_KEY_PREFIX: &str = "raw/";
+pub const CHUNK_KEY_PREFIX: &str = "chunks/";
+
 impl FileId {
     pub fn new() -> Self {
         Self(uuid::Uuid::now_v7())
+    }
+
+    /// The raw key a file is registered with; each upload attempt then records a key of its
+    /// own ([`FileId::attempt_key`]), and a multipart upload completes at this one.
+    pub fn raw_key(&self) -> String {
+        format!("{RAW_KEY_PREFIX}{self}")
+    }
+
+    /// The object key of one upload attempt of this file. Each attempt gets its own object
+    /// (`nonce` tells them apart), so a slow concurrent PUT can never overwrite bytes that
+    /// another attempt recorded and finalize verified.
+    pub fn attempt_key(&self, nonce: u64) -> String {
+        format!("{RAW_KEY_PREFIX}{self}.{nonce:016x}")
     }
 }
 
@@ -67,7 +85,7 @@ impl ChunkId {
     /// Object-store key of the chunk; the two-character fan-out keeps directories small.
     pub fn object_key(&self) -> String {
         let hex = self.to_string();
-        format!("chunks/{}/{}", &hex[..2], hex)
+        format!("{CHUNK_KEY_PREFIX}{}/{}", &hex[..2], hex)
     }
 }
 

@@ -62,7 +62,7 @@ async fn upload_lifecycle(store: &dyn MetadataStore) {
     assert_eq!(
         first,
         UploadRecord::Recorded {
-            superseded: Some(NewFile::raw_key(&f.id))
+            superseded: Some(f.id.raw_key())
         }
     );
     let second = store

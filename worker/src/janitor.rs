@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use filestore_adapters::clock::now_ms;
-use filestore_adapters::orphans::remove_orphaned_objects;
-use filestore_adapters::{MetadataStore, ObjectStore, StoreError};
 use filestore_domain::FileEvent;
+use filestore_ports::clock::now_ms;
+use filestore_ports::orphans::remove_orphaned_objects;
+use filestore_ports::{MetadataStore, ObjectStore, StoreError};
 
 const BATCH: u32 = 500;
 

@@ -6,6 +6,7 @@ pub mod clamd;
 pub mod config;
 pub mod janitor;
 mod periodic;
+pub mod pipeline;
 pub mod retry;
 pub mod runner;
 pub mod scanner;
@@ -14,5 +15,6 @@ pub mod sweeper;
 mod task;
 
 pub use config::WorkerConfig;
-pub use runner::{Pipeline, spawn_stages};
+pub use pipeline::Pipeline;
+pub use runner::spawn_stages;
 pub use scanner::{BuiltinScanner, Scanner, Verdict};

@@ -3,31 +3,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use filestore_adapters::queue::{Delivery, Subscription};
-use filestore_adapters::{MetadataStore, ObjectStore, Queue, TenantKeys};
-use filestore_domain::chunking::ChunkParams;
-use filestore_domain::codec::CodecOptions;
 use filestore_domain::messages::Stage;
 use filestore_domain::{FileEvent, FileId};
+use filestore_ports::queue::{Delivery, Subscription};
 use tokio::task::JoinHandle;
 
-use crate::config::WorkerConfig;
+use crate::pipeline::Pipeline;
 use crate::retry::{AfterFailure, after_failure};
-use crate::scanner::Scanner;
 use crate::stages::{self, StageError};
 use crate::task::AbortOnDrop;
-
-/// Everything the stages work with.
-pub struct Pipeline {
-    pub store: Arc<dyn MetadataStore>,
-    pub objects: Arc<dyn ObjectStore>,
-    pub queue: Arc<dyn Queue>,
-    pub tenants: Arc<TenantKeys>,
-    pub scanner: Arc<dyn Scanner>,
-    pub params: ChunkParams,
-    pub codec: CodecOptions,
-    pub config: WorkerConfig,
-}
 
 /// Starts `stage_concurrency` consumers for each configured stage.
 pub fn spawn_stages(pipeline: Arc<Pipeline>) -> Vec<JoinHandle<()>> {
@@ -181,17 +165,16 @@ async fn mark_failed(
     p: &Pipeline,
     file: &FileId,
     reason: &str,
-) -> Result<(), filestore_adapters::StoreError> {
+) -> Result<(), filestore_ports::StoreError> {
     match p
         .store
         .apply_event(file, FileEvent::ProcessingFailed, Some(reason))
         .await
     {
         Ok(_)
-        | Err(
-            filestore_adapters::StoreError::Illegal(_)
-            | filestore_adapters::StoreError::NotFound(_),
-        ) => Ok(()),
+        | Err(filestore_ports::StoreError::Illegal(_) | filestore_ports::StoreError::NotFound(_)) => {
+            Ok(())
+        }
         Err(e) => Err(e),
     }
 }

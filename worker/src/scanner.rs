@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use filestore_adapters::objects::ObjectReader;
+use filestore_ports::objects::ObjectReader;
 use tokio::io::AsyncReadExt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

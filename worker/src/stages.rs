@@ -3,22 +3,22 @@
 
 use std::sync::Arc;
 
-use filestore_adapters::chunk_writer::store_chunk as store_chunk_once;
-use filestore_adapters::objects::ObjectError;
-use filestore_adapters::queue::Delivery;
-use filestore_adapters::{FileRecord, StoreError};
 use filestore_domain::chunking::{Chunk, StreamChunker};
 use filestore_domain::keys::{TenantSecret, sha256};
 use filestore_domain::messages::{
     self, ChunkEntry, ChunksCreated, FileMessage, MessageError, Stage, routing,
 };
 use filestore_domain::{FileEvent, FileId, FileStatus, OwnerId};
+use filestore_ports::chunk_writer::store_chunk as store_chunk_once;
+use filestore_ports::objects::ObjectError;
+use filestore_ports::queue::Delivery;
+use filestore_ports::{FileRecord, StoreError};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::runner::Pipeline;
+use crate::pipeline::Pipeline;
 use crate::scanner::Verdict;
 use crate::task::AbortOnDrop;
 
@@ -217,7 +217,7 @@ async fn chunk(p: &Arc<Pipeline>, msg: FileMessage) -> Result<(), StageError> {
 }
 
 /// Hashes one chunk and stores it unless the tenant already has it (see
-/// [`filestore_adapters::chunk_writer`]).
+/// [`filestore_ports::chunk_writer`]).
 async fn store_chunk(
     p: Arc<Pipeline>,
     tenant: TenantSecret,

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use filestore_adapters::{MetadataStore, ObjectError, ObjectStore, StoreError};
 use filestore_domain::ChunkId;
+use filestore_ports::{MetadataStore, ObjectError, ObjectStore, StoreError};
 use serde::Serialize;
 
 /// Candidates asked for at once.

@@ -177,7 +177,7 @@ impl MetadataStore for PostgresStore {
             .bind(to_i64(f.size)?)
             .bind(&f.declared_sha256)
             .bind(&f.content_type)
-            .bind(NewFile::raw_key(&f.id))
+            .bind(f.id.raw_key())
             .bind(now)
             .bind(f.expect.parent_rev())
             .execute(&mut *tx)

@@ -1,5 +1,5 @@
 //! Bodies of the tree routes: listings, moves, trash, versions and the change feed.
-use filestore_adapters::{Change, Entry, Version};
+use filestore_ports::{Change, Entry, Version};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

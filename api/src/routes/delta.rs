@@ -5,10 +5,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use filestore_adapters::chunk_writer::store_chunk;
 use filestore_domain::codec::CodecOptions;
 use filestore_domain::keys::sha256;
 use filestore_domain::messages::ChunkEntry;
+use filestore_ports::chunk_writer::store_chunk;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -191,8 +191,8 @@ pub async fn put_chunk(
     )
     .await
     .map_err(|e| match e {
-        filestore_adapters::chunk_writer::ChunkWriteError::Store(s) => ApiError::from(s),
-        filestore_adapters::chunk_writer::ChunkWriteError::Objects(o) => ApiError::from(o),
+        filestore_ports::chunk_writer::ChunkWriteError::Store(s) => ApiError::from(s),
+        filestore_ports::chunk_writer::ChunkWriteError::Objects(o) => ApiError::from(o),
         other => ApiError::internal(other),
     })?;
     if !stored.deduplicated {

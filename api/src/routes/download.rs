@@ -8,13 +8,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use filestore_adapters::FileRecord;
-use filestore_adapters::clock::now_secs;
 use filestore_domain::codec::decode;
 use filestore_domain::keys::TenantSecret;
 use filestore_domain::messages::ChunkEntry;
 use filestore_domain::signing::SignatureError;
 use filestore_domain::{ChunkId, FileStatus, OwnerId};
+use filestore_ports::FileRecord;
+use filestore_ports::clock::now_secs;
 use futures::StreamExt;
 
 use crate::auth::User;
@@ -368,7 +368,7 @@ pub async fn chunk(
         .get_bytes(&chunk_id.object_key())
         .await
         .map_err(|e| match e {
-            filestore_adapters::ObjectError::NotFound(_) => {
+            filestore_ports::ObjectError::NotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such chunk")
             }
             other => other.into(),

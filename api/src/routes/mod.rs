@@ -9,8 +9,8 @@ pub mod upload;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use filestore_adapters::FileRecord;
 use filestore_domain::{FileId, FileStatus, OwnerId};
+use filestore_ports::FileRecord;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use filestore_adapters::ListQuery;
+use filestore_ports::ListQuery;
 
 use crate::auth::User;
 use crate::dto::tree::{
@@ -104,9 +104,9 @@ pub async fn entry(
     let path = validate::path(&q.path)?;
     match state.store.entry(&owner, &path).await? {
         Some(e) => Ok(Json(EntryInfo::from(&e))),
-        None => Err(ApiError::from(
-            filestore_adapters::StoreError::PathNotFound(path),
-        )),
+        None => Err(ApiError::from(filestore_ports::StoreError::PathNotFound(
+            path,
+        ))),
     }
 }
 
@@ -193,7 +193,7 @@ pub async fn purge(
     // The purge is committed and its bytes recorded as orphaned: removing them now frees the
     // space at once. A request does a bounded share (its own, as a rule); what is left, after
     // a crash or an object store outage, the janitor removes on its next pass.
-    if let Err(e) = filestore_adapters::orphans::remove_orphaned_objects(
+    if let Err(e) = filestore_ports::orphans::remove_orphaned_objects(
         state.store.as_ref(),
         state.objects.as_ref(),
         usize::try_from(purged).unwrap_or(usize::MAX).max(1),

@@ -3,13 +3,13 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use filestore_adapters::ObjectError;
-use filestore_adapters::clock::now_secs;
-use filestore_adapters::meta::OutboxMessage;
-use filestore_adapters::{FileRecord, NewFile, StoreError, UploadRecord};
 use filestore_domain::FileStatus;
 use filestore_domain::messages::{FileMessage, routing};
 use filestore_domain::tree::Expect;
+use filestore_ports::ObjectError;
+use filestore_ports::clock::now_secs;
+use filestore_ports::meta::OutboxMessage;
+use filestore_ports::{FileRecord, NewFile, StoreError, UploadRecord};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -44,7 +44,7 @@ pub fn part_layout(size: u64, preferred_part: u64) -> Option<(u64, u64)> {
 /// Presigned URLs for sending the file straight to object storage, where it offers them.
 async fn direct_upload(state: &AppState, f: &NewFile) -> Result<Option<DirectUpload>, ApiError> {
     let ttl = state.config.signed_url_ttl;
-    let key = NewFile::raw_key(&f.id);
+    let key = f.id.raw_key();
     let expires_at = now_secs() + ttl;
     let preferred = state.config.direct_part_mib.saturating_mul(1024 * 1024);
     let Some((part, count)) = part_layout(f.size, preferred) else {
@@ -123,7 +123,7 @@ async fn complete_direct_multipart(
     parts.sort_by_key(|(n, _)| *n);
     state
         .objects
-        .complete_multipart(&NewFile::raw_key(&file.id), &mp.upload_id, &parts)
+        .complete_multipart(&file.id.raw_key(), &mp.upload_id, &parts)
         .await
         .map_err(|e| match e {
             ObjectError::Unavailable(_) => ApiError::from(e),
@@ -134,7 +134,7 @@ async fn complete_direct_multipart(
 /// A client that sent its bytes straight to object storage: hash what arrived and record it
 /// as the file's upload, so finalize checks it like any other.
 async fn adopt_direct_upload(state: &AppState, file: FileRecord) -> Result<FileRecord, ApiError> {
-    let key = NewFile::raw_key(&file.id);
+    let key = file.id.raw_key();
     let Some(size) = state.objects.head(&key).await? else {
         return Ok(file);
     };
@@ -320,11 +320,9 @@ pub async fn put_content(
     Ok(Json(UploadReceipt::new(&file.id, &stored)))
 }
 
-/// A fresh object key for one upload attempt of `file`. Each attempt gets its own object, so
-/// a slow concurrent PUT can never overwrite bytes that another attempt recorded (and
-/// finalize verified).
+/// A fresh object key for one upload attempt of `file`.
 pub(crate) fn attempt_key(file: &FileRecord) -> String {
-    format!("raw/{}.{:016x}", file.id, rand::random::<u64>())
+    file.id.attempt_key(rand::random::<u64>())
 }
 
 /// The caller's file, if it still takes content (it is `uploading`).
@@ -353,7 +351,7 @@ pub(crate) async fn record_attempt(
     state: &AppState,
     file: &FileRecord,
     attempt_key: &str,
-    stored: &filestore_adapters::PutOutcome,
+    stored: &filestore_ports::PutOutcome,
 ) -> Result<FileRecord, ApiError> {
     if file
         .declared_sha256

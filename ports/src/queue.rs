@@ -13,9 +13,10 @@ pub enum QueueError {
     Backend(String),
 }
 
+#[cfg(feature = "sqlx")]
 impl From<sqlx::Error> for QueueError {
     fn from(e: sqlx::Error) -> Self {
-        if crate::meta::is_unavailable(&e) {
+        if crate::error::is_unavailable(&e) {
             QueueError::Unavailable(e.to_string())
         } else {
             QueueError::Backend(e.to_string())
