@@ -1,6 +1,6 @@
 //! What a FileStore owns, object by object: exactly the intended objects, hardened pods, and a
 //! spec change that touches only what it should.
-mod support;
+use crate::support;
 
 use filestore_operator::build::secrets::{self, Credentials};
 use filestore_operator::build::{BuildError, validate};
