@@ -5,10 +5,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use super::observed::{Observed, pod_ready, ready_replicas, set_ready_replicas};
-use crate::build::database::ROLE_PRIMARY;
-use crate::build::{LABEL_ROLE, names};
+use crate::build::names;
 use crate::crd::{FileStore, Provisioning};
 use crate::failover::{ReplicationStatus, StandbyStatus};
+use crate::role::{self, PodRole};
 
 pub const READY: &str = "Ready";
 pub const DATABASE_READY: &str = "DatabaseReady";
@@ -167,7 +167,7 @@ pub fn remembered_primary(fs: &FileStore) -> Option<String> {
 pub fn primary_pod(seen: &Observed) -> Option<&Pod> {
     seen.database_pods
         .iter()
-        .find(|p| p.labels().get(LABEL_ROLE).map(String::as_str) == Some(ROLE_PRIMARY))
+        .find(|p| role::of(p) == Some(PodRole::Primary))
 }
 
 pub fn queue(fs: &FileStore, seen: &Observed) -> Verdict {
@@ -343,3 +343,4 @@ pub fn replication(fs: &FileStore, seen: &Observed) -> Option<ReplicationStatus>
         primary,
     })
 }
+

@@ -9,9 +9,9 @@ use kube::ResourceExt;
 use super::conditions::{self, READY, Verdict};
 use super::observed::{Observed, pod_ready, pool_depth};
 use crate::autoscale::{Autoscaler, ScalePolicy};
-use crate::build::database::{ROLE_PRIMARY, ROLE_REPLICA};
-use crate::build::{self, BuildError, Inputs, LABEL_ROLE, Owned, names};
+use crate::build::{self, BuildError, Inputs, Owned, ValidatedFileStore, names};
 use crate::crd::{FileStore, FileStoreStatus, Provisioning, WorkerPool};
+use crate::role::{self, PodRole};
 
 /// How long recommendations must stay lower before a pool shrinks.
 pub const SCALE_IN_WINDOW: Duration = Duration::from_secs(300);
@@ -42,7 +42,7 @@ impl Notice {
 pub struct Plan {
     pub objects: Vec<Owned>,
     /// Pods to label with a database role.
-    pub role_labels: Vec<(String, &'static str)>,
+    pub role_labels: Vec<(String, PodRole)>,
     pub status: FileStoreStatus,
     pub notices: Vec<Notice>,
 }
@@ -124,7 +124,7 @@ pub fn role_labels(
     fs: &FileStore,
     seen: &Observed,
     initialised: bool,
-) -> Vec<(String, &'static str, Option<String>)> {
+) -> Vec<(String, PodRole, Option<String>)> {
     if fs.spec.database.mode == Provisioning::External {
         return Vec::new();
     }
@@ -133,30 +133,29 @@ pub fn role_labels(
     let first = names::ordinal_pod(&names::database(&fs.name_any()), 0);
     let mut labels = Vec::new();
     for pod in &seen.database_pods {
-        if pod.labels().contains_key(LABEL_ROLE) {
+        if role::is_labelled(pod) {
             continue;
         }
         let name = pod.name_any();
         if !has_primary && remembered.as_deref() == Some(name.as_str()) {
             let why = format!("{name} was recreated and is labelled primary again");
-            labels.push((name, ROLE_PRIMARY, Some(why)));
+            labels.push((name, PodRole::Primary, Some(why)));
         } else if !has_primary && !initialised && remembered.is_none() && name == first {
             let why = format!("{name} bootstraps the database as its first primary");
-            labels.push((name, ROLE_PRIMARY, Some(why)));
+            labels.push((name, PodRole::Primary, Some(why)));
         } else {
-            labels.push((name, ROLE_REPLICA, None));
+            labels.push((name, PodRole::Replica, None));
         }
     }
     labels
 }
 
 /// What was observed, as it will be once `labels` are set.
-fn with_roles(seen: &Observed, labels: &[(String, &'static str, Option<String>)]) -> Observed {
+fn with_roles(seen: &Observed, labels: &[(String, PodRole, Option<String>)]) -> Observed {
     let mut after = seen.clone();
     for pod in &mut after.database_pods {
         if let Some((_, role, _)) = labels.iter().find(|(name, _, _)| *name == pod.name_any()) {
-            pod.labels_mut()
-                .insert(LABEL_ROLE.to_owned(), (*role).to_owned());
+            role::assume(pod, *role);
         }
     }
     after
@@ -205,16 +204,18 @@ fn keep_claim_templates(objects: &mut [Owned], seen: &Observed, notices: &mut Ve
     }
 }
 
-/// Everything one reconcile decides, given the build inputs (the credentials, completed with
-/// the keys just generated, the pool sizes the autoscaler chose, the cluster domain).
+/// Everything one reconcile decides for a valid FileStore, given the build inputs (the
+/// credentials, completed with the keys just generated, the pool sizes the autoscaler chose,
+/// the cluster domain).
 pub fn plan(
-    fs: &FileStore,
+    valid: &ValidatedFileStore<'_>,
     seen: &Observed,
     inputs: Inputs,
     generated: &[&str],
     scaling: Vec<Notice>,
     now: &Time,
-) -> Result<Plan, BuildError> {
+) -> Plan {
+    let fs = valid.resource;
     let previous = fs.status.clone().unwrap_or_default();
     let initialised = previous.database_initialised
         || seen.database_marked_initialised
@@ -234,7 +235,7 @@ pub fn plan(
     notices.extend(scaling);
     // Once per spec change (the budget itself holds drains back meanwhile), and as one event:
     // the recorder folds events of one reason into a series that keeps the first note.
-    let unsafe_disruptions = build::disruption_warnings(&fs.spec);
+    let unsafe_disruptions = build::disruption_warnings(valid);
     if previous.observed_generation != fs.metadata.generation && !unsafe_disruptions.is_empty() {
         notices.push(Notice {
             warning: true,
@@ -248,7 +249,7 @@ pub fn plan(
         database_initialised: initialised,
         ..inputs
     };
-    let mut objects = build::build_all(fs, &inputs)?;
+    let mut objects = build::build_all(valid, &inputs);
     keep_claim_templates(&mut objects, seen, &mut notices);
     let labels = role_labels(fs, seen, initialised);
     for (_, _, why) in &labels {
@@ -282,7 +283,7 @@ pub fn plan(
         database: conditions::replication(fs, seen),
         database_initialised: initialised,
     };
-    Ok(Plan {
+    Plan {
         objects,
         role_labels: labels
             .into_iter()
@@ -290,7 +291,7 @@ pub fn plan(
             .collect(),
         status,
         notices,
-    })
+    }
 }
 
 /// An event when `Ready` changes.
@@ -354,3 +355,4 @@ pub fn invalid(fs: &FileStore, error: &BuildError, now: &Time) -> (FileStoreStat
         },
     )
 }
+
