@@ -3,6 +3,8 @@
 //! database pods, write the status and record events.
 pub mod conditions;
 pub mod failover;
+#[cfg(test)]
+mod fixtures;
 pub mod observed;
 pub mod plan;
 
