@@ -7,12 +7,14 @@
 pub mod autoscale;
 pub mod build;
 pub mod crd;
+pub mod error;
 pub mod failover;
 pub mod leader;
 pub mod metrics;
 pub mod queue_depth;
 pub mod rbac;
 pub mod reconcile;
+pub mod role;
 
 /// Names rustls' process-wide crypto provider before the first Kubernetes client is built.
 /// Built together with the S3 SDK (one workspace build), rustls carries both the ring and the

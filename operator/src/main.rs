@@ -143,7 +143,8 @@ fn render(file: &std::path::Path, cluster_domain: &str) -> anyhow::Result<()> {
         ..Inputs::default()
     };
     // JSON documents: valid YAML that no YAML 1.1 reader can misread (`off` as false).
-    for object in build::build_all(&fs, &inputs)? {
+    let valid = build::validate(&fs)?;
+    for object in build::build_all(&valid, &inputs) {
         println!(
             "---\n{}",
             serde_json::to_string_pretty(&object.to_manifest()?)?

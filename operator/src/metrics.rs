@@ -5,7 +5,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 
 use crate::crd::FileStore;
-use crate::reconcile::Error;
+use crate::error::Error;
 use crate::reconcile::observed::{Observed, pool_depth};
 
 pub fn reconciled(took: Duration, error: Option<&Error>) {

@@ -16,16 +16,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::pod::{self, env, env_from_secret, mount};
-use super::{Owned, Owner, names, process, secrets, workers};
-use crate::crd::FileStoreSpec;
+use super::{Owned, Owner, TokenKeys, ValidatedFileStore, names, process, secrets, workers};
 
 pub const COMPONENT: &str = "api";
 pub const PORT: i32 = 8080;
 const JWT_KEY_DIR: &str = "/etc/filestore/jwt";
 
-pub fn build(owner: &Owner, spec: &FileStoreSpec, config_hash: &str) -> Vec<Owned> {
+pub fn build(fs: &ValidatedFileStore<'_>, config_hash: &str) -> Vec<Owned> {
+    let owner = &fs.owner;
     let mut out = vec![
-        Owned::Deployment(deployment(owner, spec, config_hash)),
+        Owned::Deployment(deployment(fs, config_hash)),
         Owned::Service(service(owner)),
         Owned::PodDisruptionBudget(pod::disruption_budget(
             owner,
@@ -34,13 +34,14 @@ pub fn build(owner: &Owner, spec: &FileStoreSpec, config_hash: &str) -> Vec<Owne
             1,
         )),
     ];
-    if let Some(wanted) = &spec.api.ingress {
+    if let Some(wanted) = &fs.spec.api.ingress {
         out.push(Owned::Ingress(ingress(owner, wanted)));
     }
     out
 }
 
-pub fn deployment(owner: &Owner, spec: &FileStoreSpec, config_hash: &str) -> Deployment {
+pub fn deployment(fs: &ValidatedFileStore<'_>, config_hash: &str) -> Deployment {
+    let (owner, spec) = (&fs.owner, fs.spec);
     let generated = names::generated_secret(&owner.name);
     let mut vars = vec![
         env("FILESTORE_LISTEN", format!("0.0.0.0:{PORT}")),
@@ -59,9 +60,10 @@ pub fn deployment(owner: &Owner, spec: &FileStoreSpec, config_hash: &str) -> Dep
     ];
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    match (&spec.auth.jwks_url, &spec.auth.key_secret) {
-        (Some(_), _) => {}
-        (None, Some(secret)) => {
+    match fs.token_keys {
+        // The key set's URL reaches the API through the settings.
+        TokenKeys::Jwks => {}
+        TokenKeys::PublicKey(secret) => {
             vars.push(env(
                 "FILESTORE_JWT_PUBLIC_KEY",
                 format!("{JWT_KEY_DIR}/publicKey"),
@@ -69,7 +71,7 @@ pub fn deployment(owner: &Owner, spec: &FileStoreSpec, config_hash: &str) -> Dep
             volumes.push(Volume {
                 name: "jwt-key".into(),
                 secret: Some(SecretVolumeSource {
-                    secret_name: Some(secret.clone()),
+                    secret_name: Some(secret.to_owned()),
                     default_mode: Some(0o440),
                     ..SecretVolumeSource::default()
                 }),
@@ -77,13 +79,13 @@ pub fn deployment(owner: &Owner, spec: &FileStoreSpec, config_hash: &str) -> Dep
             });
             mounts.push(mount("jwt-key", JWT_KEY_DIR, true));
         }
-        (None, None) => vars.push(env_from_secret(
+        TokenKeys::Generated => vars.push(env_from_secret(
             "FILESTORE_JWT_SECRET",
             &generated,
             secrets::JWT_SECRET,
         )),
     }
-    let mut container = process::container(owner, spec, &["api"], ("http", PORT), vars);
+    let mut container = process::container(fs, &["api"], ("http", PORT), vars);
     container.resources = spec.api.resources.clone();
     if let Some(ports) = container.ports.as_mut() {
         ports.push(ContainerPort {

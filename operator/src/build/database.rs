@@ -14,14 +14,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::pod::{self, env, env_from_secret, mount};
 use super::process::POSTGRES_PORT;
 use super::stateful::{self, Members};
-use super::{Inputs, LABEL_ROLE, Owned, Owner, names, secrets};
-use crate::crd::{FileStoreSpec, ManagedDatabase};
+use super::{Inputs, Owned, Owner, names, secrets};
+use crate::crd::ManagedDatabase;
+use crate::role::{self, PodRole};
 
 pub const COMPONENT: &str = "database";
-pub const ROLE_PRIMARY: &str = "primary";
-pub const ROLE_REPLICA: &str = "replica";
-/// A former primary kept out of both Services, and stopped, until it rejoins as a standby.
-pub const ROLE_FENCED: &str = "fenced";
 /// The `postgres` user of the official image.
 const POSTGRES_UID: i64 = 999;
 const DATA_DIR: &str = "/var/lib/postgresql/data";
@@ -35,20 +32,19 @@ const START_SCRIPT: &str = include_str!("database/start.sh");
 /// pod's memory, is room for the parallel workers of a mid-sized instance.
 pub const SHM_SIZE: &str = "256Mi";
 
-pub fn build(owner: &Owner, spec: &FileStoreSpec, inputs: &Inputs) -> Vec<Owned> {
-    let db = &spec.database.managed;
+pub fn build(owner: &Owner, db: &ManagedDatabase, inputs: &Inputs) -> Vec<Owned> {
     vec![
         Owned::ConfigMap(scripts(owner, db, inputs.database_initialised)),
         Owned::Service(governing_service(owner)),
         Owned::Service(role_service(
             owner,
             names::database_read_write(&owner.name),
-            ROLE_PRIMARY,
+            PodRole::Primary,
         )),
         Owned::Service(role_service(
             owner,
             names::database_read_only(&owner.name),
-            ROLE_REPLICA,
+            PodRole::Replica,
         )),
         Owned::PodDisruptionBudget(pod::disruption_budget(
             owner,
@@ -156,9 +152,9 @@ fn postgres_port() -> ServicePort {
     }
 }
 
-pub fn role_service(owner: &Owner, name: String, role: &str) -> Service {
+pub fn role_service(owner: &Owner, name: String, role: PodRole) -> Service {
     let mut selector = owner.selector(COMPONENT);
-    selector.insert(LABEL_ROLE.to_owned(), role.to_owned());
+    selector.extend([role::selector(role)]);
     Service {
         metadata: owner.meta(name, COMPONENT),
         spec: Some(ServiceSpec {

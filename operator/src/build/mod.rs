@@ -10,6 +10,7 @@ pub mod process;
 pub mod queue;
 pub mod secrets;
 mod stateful;
+pub mod validated;
 pub mod workers;
 
 use std::collections::BTreeMap;
@@ -22,8 +23,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
-use crate::crd::{FileStore, Provisioning};
+use crate::crd::FileStore;
 use secrets::Credentials;
+pub use validated::{Backend, TokenKeys, ValidatedFileStore, validate};
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "filestore-operator";
@@ -32,8 +34,6 @@ pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_POOL: &str = "filestore.dev/pool";
-/// Which PostgreSQL instance serves writes: `primary` or `replica`.
-pub const LABEL_ROLE: &str = "filestore.dev/role";
 /// Hash of the settings a pod was started with, so a settings change rolls the pods.
 pub const ANNOTATION_CONFIG_HASH: &str = "filestore.dev/config-hash";
 
@@ -194,93 +194,54 @@ pub fn component_selector(filestore: &str, component: &str) -> String {
 }
 
 /// Everything the FileStore owns, in the order it is applied: settings and credentials first,
-/// then the backends, then the processes that use them.
-pub fn build_all(fs: &FileStore, inputs: &Inputs) -> Result<Vec<Owned>, BuildError> {
-    validate(fs)?;
-    let owner = Owner::of(fs)?;
-    let spec = &fs.spec;
+/// then the backends, then the processes that use them. Cannot fail: whatever could stop a
+/// build was refused by [`validate`].
+pub fn build_all(fs: &ValidatedFileStore<'_>, inputs: &Inputs) -> Vec<Owned> {
+    let owner = &fs.owner;
     let mut out = Vec::new();
     out.push(Owned::Secret(secrets::generated_secret(
-        &owner,
+        owner,
         &inputs.credentials,
     )));
-    let settings = config::settings(&owner, spec);
+    let settings = config::settings(owner, fs.spec);
     out.push(Owned::ConfigMap(settings.clone()));
-    if spec.database.mode == Provisioning::Managed {
-        out.extend(database::build(&owner, spec, inputs));
+    if let Backend::Managed(db) = fs.database {
+        out.extend(database::build(owner, db, inputs));
     }
-    if spec.queue.mode == Provisioning::Managed {
-        out.extend(queue::build(&owner, spec, inputs));
+    if let Backend::Managed(queue) = fs.queue {
+        out.extend(queue::build(owner, queue, inputs));
     }
     let config_hash = config::hash(&settings);
-    out.extend(api::build(&owner, spec, &config_hash));
-    out.extend(workers::build(
-        &owner,
-        spec,
-        &inputs.worker_replicas,
-        &config_hash,
-    ));
-    Ok(out)
+    out.extend(api::build(fs, &config_hash));
+    out.extend(workers::build(fs, &inputs.worker_replicas, &config_hash));
+    out
 }
 
 /// What in the spec would stop a component on a single voluntary eviction (a drain, an
 /// upgrade): such a component gets a disruption budget that allows no eviction, and the
 /// FileStore a warning that says why. Not refused: a FileStore that already runs so must keep
 /// being reconciled (and failed over).
-pub fn disruption_warnings(spec: &crate::crd::FileStoreSpec) -> Vec<String> {
+pub fn disruption_warnings(fs: &ValidatedFileStore<'_>) -> Vec<String> {
     let mut warnings = Vec::new();
-    let db = &spec.database.managed;
-    if spec.database.mode == Provisioning::Managed && database::one_eviction_blocks_commits(db) {
+    if let Some(db) = fs
+        .database
+        .managed()
+        .filter(|db| database::one_eviction_blocks_commits(db))
+    {
         warnings.push(format!(
             "database: {} instances with {} synchronous standby(s) leave none to spare, so one evicted instance stops every commit; its PodDisruptionBudget allows no eviction (drains wait) until instances exceed synchronousStandbys + 1",
             db.instances, db.synchronous_standbys
         ));
     }
-    if spec.queue.mode == Provisioning::Managed && queue::one_eviction_loses_quorum(&spec.queue) {
+    if let Some(queue) = fs
+        .queue
+        .managed()
+        .filter(|q| queue::one_eviction_loses_quorum(q))
+    {
         warnings.push(format!(
             "queue: {} RabbitMQ nodes lose their quorum on one eviction; its PodDisruptionBudget allows no eviction (drains wait) until there are 3 or more",
-            spec.queue.replicas
+            queue.replicas
         ));
     }
     warnings
-}
-
-/// What the CRD's schema cannot say: checked before anything is applied.
-pub fn validate(fs: &FileStore) -> Result<(), BuildError> {
-    let invalid = |m: String| Err(BuildError::InvalidSpec(m));
-    let spec = &fs.spec;
-    for stage in crate::crd::Stage::ALL {
-        if !spec.workers.iter().any(|p| p.stages.contains(&stage)) {
-            return invalid(format!(
-                "no worker pool runs the {} stage",
-                stage.pipeline().name()
-            ));
-        }
-    }
-    let mut names = std::collections::BTreeSet::new();
-    for pool in &spec.workers {
-        if !names.insert(pool.name.as_str()) {
-            return invalid(format!("worker pool {:?} is named twice", pool.name));
-        }
-        if pool.min_replicas > pool.max_replicas {
-            return invalid(format!(
-                "worker pool {:?}: minReplicas {} exceeds maxReplicas {}",
-                pool.name, pool.min_replicas, pool.max_replicas
-            ));
-        }
-    }
-    let db = &spec.database;
-    if db.mode == Provisioning::External && db.external.is_none() {
-        return invalid("database.mode is External but database.external is not set".into());
-    }
-    if db.mode == Provisioning::Managed && db.managed.synchronous_standbys >= db.managed.instances {
-        return invalid(format!(
-            "database.managed.synchronousStandbys ({}) must be fewer than instances ({})",
-            db.managed.synchronous_standbys, db.managed.instances
-        ));
-    }
-    if spec.queue.mode == Provisioning::External && spec.queue.external.is_none() {
-        return invalid("queue.mode is External but queue.external is not set".into());
-    }
-    Ok(())
 }

@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::pod::{self, env, env_from_secret};
 use super::secrets::{self, master_key_source};
-use super::{ANNOTATION_CONFIG_HASH, Owner, names};
-use crate::crd::{FileStoreSpec, Provisioning, PullPolicy};
+use super::{ANNOTATION_CONFIG_HASH, Backend, ValidatedFileStore, names};
+use crate::crd::{FileStoreSpec, PullPolicy};
 
 pub const POSTGRES_PORT: i32 = 5432;
 pub const AMQP_PORT: i32 = 5672;
@@ -36,18 +36,19 @@ pub fn pull_policy(policy: PullPolicy) -> String {
 /// Backends' addresses and credentials. Secrets come in by reference; URLs that embed a
 /// generated password are composed by the kubelet (`$(VAR)`), so no password is ever written
 /// into a Deployment.
-pub fn backend_env(owner: &Owner, spec: &FileStoreSpec) -> Vec<EnvVar> {
+pub fn backend_env(fs: &ValidatedFileStore<'_>) -> Vec<EnvVar> {
+    let (owner, spec) = (&fs.owner, fs.spec);
     let generated = names::generated_secret(&owner.name);
     let mut vars = Vec::new();
-    match &spec.database.external {
-        Some(external) if spec.database.mode == Provisioning::External => {
+    match fs.database {
+        Backend::External(external) => {
             vars.push(env_from_secret(
                 "FILESTORE_DATABASE_URL",
                 &external.url_secret.name,
                 &external.url_secret.key,
             ));
         }
-        _ => {
+        Backend::Managed(db) => {
             let host = |service: String| {
                 format!(
                     "postgres://{DATABASE_USER}:$(FILESTORE_DATABASE_PASSWORD)@{service}:{POSTGRES_PORT}/{DATABASE}"
@@ -62,7 +63,7 @@ pub fn backend_env(owner: &Owner, spec: &FileStoreSpec) -> Vec<EnvVar> {
                 "FILESTORE_DATABASE_URL",
                 host(names::database_read_write(&owner.name)),
             ));
-            if spec.database.managed.instances > 1 {
+            if db.instances > 1 {
                 vars.push(env(
                     "FILESTORE_DATABASE_REPLICA_URL",
                     host(names::database_read_only(&owner.name)),
@@ -70,15 +71,15 @@ pub fn backend_env(owner: &Owner, spec: &FileStoreSpec) -> Vec<EnvVar> {
             }
         }
     }
-    match &spec.queue.external {
-        Some(external) if spec.queue.mode == Provisioning::External => {
+    match fs.queue {
+        Backend::External(external) => {
             vars.push(env_from_secret(
                 "FILESTORE_AMQP_URL",
                 &external.url_secret.name,
                 &external.url_secret.key,
             ));
         }
-        _ => {
+        Backend::Managed(_) => {
             vars.push(env_from_secret(
                 "FILESTORE_AMQP_PASSWORD",
                 &generated,
@@ -112,14 +113,14 @@ pub fn backend_env(owner: &Owner, spec: &FileStoreSpec) -> Vec<EnvVar> {
 
 /// A Filestore container running `args`, serving HTTP on `port`.
 pub fn container(
-    owner: &Owner,
-    spec: &FileStoreSpec,
+    fs: &ValidatedFileStore<'_>,
     args: &[&str],
     port: (&str, i32),
     extra_env: Vec<EnvVar>,
 ) -> Container {
     let tmp_mount = pod::mount("tmp", "/tmp", false);
-    let mut vars = backend_env(owner, spec);
+    let (owner, spec) = (&fs.owner, fs.spec);
+    let mut vars = backend_env(fs);
     vars.extend(extra_env);
     Container {
         name: "filestore".into(),

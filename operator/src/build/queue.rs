@@ -18,7 +18,7 @@ use super::process::{AMQP_PORT, QUEUE_USER};
 use super::secrets::{self, Credentials};
 use super::stateful::{self, Members};
 use super::{Owned, Owner, names};
-use crate::crd::{FileStoreSpec, QueueSpec};
+use crate::crd::QueueSpec;
 
 pub const COMPONENT: &str = "queue";
 const RABBITMQ_UID: i64 = 999;
@@ -28,8 +28,7 @@ const EPMD_PORT: i32 = 4369;
 const DISTRIBUTION_PORT: i32 = 25672;
 const DATA_DIR: &str = "/var/lib/rabbitmq";
 
-pub fn build(owner: &Owner, spec: &FileStoreSpec, inputs: &Inputs) -> Vec<Owned> {
-    let queue = &spec.queue;
+pub fn build(owner: &Owner, queue: &QueueSpec, inputs: &Inputs) -> Vec<Owned> {
     let domain = &inputs.cluster_domain;
     vec![
         Owned::ConfigMap(config(owner, queue, domain)),

@@ -6,27 +6,28 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::pod::env;
-use super::{LABEL_POOL, Owned, Owner, names, process};
-use crate::crd::{FileStoreSpec, WorkerPool};
+use super::{LABEL_POOL, Owned, Owner, ValidatedFileStore, names, process};
+use crate::crd::WorkerPool;
 
 pub const COMPONENT: &str = "worker";
 pub const METRICS_PORT: i32 = 9090;
 
 pub fn build(
-    owner: &Owner,
-    spec: &FileStoreSpec,
+    fs: &ValidatedFileStore<'_>,
     replicas: &BTreeMap<String, i32>,
     config_hash: &str,
 ) -> Vec<Owned> {
-    spec.workers
+    fs.spec
+        .workers
         .iter()
         .map(|pool| {
+            // Validation made min <= max, which `clamp` needs.
             let wanted = replicas
                 .get(&pool.name)
                 .copied()
                 .unwrap_or(pool.min_replicas)
                 .clamp(pool.min_replicas, pool.max_replicas);
-            Owned::Deployment(deployment(owner, spec, pool, wanted, config_hash))
+            Owned::Deployment(deployment(fs, pool, wanted, config_hash))
         })
         .collect()
 }
@@ -39,8 +40,7 @@ pub fn pool_selector(owner: &Owner, pool: &str) -> BTreeMap<String, String> {
 }
 
 pub fn deployment(
-    owner: &Owner,
-    spec: &FileStoreSpec,
+    fs: &ValidatedFileStore<'_>,
     pool: &WorkerPool,
     replicas: i32,
     config_hash: &str,
@@ -53,8 +53,8 @@ pub fn deployment(
             format!("0.0.0.0:{METRICS_PORT}"),
         ),
     ];
-    let mut container =
-        process::container(owner, spec, &["worker"], ("metrics", METRICS_PORT), vars);
+    let owner = &fs.owner;
+    let mut container = process::container(fs, &["worker"], ("metrics", METRICS_PORT), vars);
     container.resources = pool.resources.clone();
     let labels = pool_selector(owner, &pool.name);
     let mut meta = owner.meta(names::worker_pool(&owner.name, &pool.name), COMPONENT);

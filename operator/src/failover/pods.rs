@@ -10,16 +10,15 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
 use sqlx::postgres::PgConnectOptions;
 
-use crate::build::LABEL_ROLE;
-use crate::build::database::{ROLE_FENCED, ROLE_PRIMARY, ROLE_REPLICA};
 use crate::build::process::POSTGRES_PORT;
 use crate::failover::decision::Instance;
 use crate::failover::probe;
 use crate::failover::routine::{InstanceOps, OpsError};
+use crate::role::{self, PodRole};
 
 /// Where an instance's PostgreSQL answers: the pod's IP and PostgreSQL's port in production.
 pub type Address = dyn Fn(&Pod) -> Option<(String, u16)> + Send + Sync;
@@ -133,16 +132,8 @@ impl PodInstances {
             .map_err(|e| ops_error(op, name, e))
     }
 
-    async fn set_role(&self, name: &str, role: &str) -> Result<(), kube::Error> {
-        let patch = serde_json::json!({ "metadata": { "labels": { LABEL_ROLE: role } } });
-        self.pods
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        Ok(())
-    }
-
-    async fn label(&self, op: &'static str, name: &str, role: &str) -> Result<(), OpsError> {
-        self.set_role(name, role)
+    async fn label(&self, op: &'static str, name: &str, role: PodRole) -> Result<(), OpsError> {
+        role::set(&self.pods, name, role)
             .await
             .map_err(|e| ops_error(op, name, e))
     }
@@ -159,10 +150,6 @@ impl PodInstances {
 
 fn ops_error(op: &'static str, instance: &str, reason: impl std::fmt::Display) -> OpsError {
     OpsError::new(op, instance, reason)
-}
-
-fn role_of(pod: &Pod) -> Option<&str> {
-    pod.labels().get(LABEL_ROLE).map(String::as_str)
 }
 
 #[async_trait]
@@ -197,7 +184,7 @@ impl InstanceOps for PodInstances {
                 }
                 None => self.remembered(name),
             };
-            let fenced = pod.and_then(role_of) == Some(ROLE_FENCED);
+            let fenced = pod.and_then(role::of) == Some(PodRole::Fenced);
             seen.push(Instance { fenced, ..instance });
         }
         seen
@@ -225,8 +212,8 @@ impl InstanceOps for PodInstances {
             self.fenced_done(instance);
             return Ok(());
         }
-        if role_of(&pod) != Some(ROLE_FENCED) {
-            self.label("fence", instance, ROLE_FENCED).await?;
+        if role::of(&pod) != Some(PodRole::Fenced) {
+            self.label("fence", instance, PodRole::Fenced).await?;
         }
         // The label takes it out of the Services; the delete (grace 0: removed from the API at
         // once, the kubelet kills the containers) stops a server that may still hold
@@ -267,7 +254,7 @@ impl InstanceOps for PodInstances {
     }
 
     async fn repoint(&self, primary: &str) -> Result<(), OpsError> {
-        self.label("repoint", primary, ROLE_PRIMARY).await?;
+        self.label("repoint", primary, PodRole::Primary).await?;
         let listed = self
             .pods
             .list(&ListParams::default().labels(&self.selector))
@@ -275,10 +262,9 @@ impl InstanceOps for PodInstances {
             .map_err(|e| ops_error("repoint", &self.selector, e))?;
         for pod in &listed.items {
             let name = pod.name_any();
-            let role = role_of(pod);
-            if name != primary && role == Some(ROLE_PRIMARY) {
+            if name != primary && role::of(pod) == Some(PodRole::Primary) {
                 // Another pod still labelled primary is a former one: out of the Service.
-                self.label("repoint", &name, ROLE_FENCED).await?;
+                self.label("repoint", &name, PodRole::Fenced).await?;
             }
         }
         Ok(())
@@ -287,7 +273,7 @@ impl InstanceOps for PodInstances {
     async fn rejoin(&self, instance: &str, _primary: &str) -> Result<(), OpsError> {
         // The start script rewinds it onto `-db-rw`, which selects `_primary` by now. A pod
         // that is being recreated gets the replica label from the reconcile instead.
-        match self.set_role(instance, ROLE_REPLICA).await {
+        match role::set(&self.pods, instance, PodRole::Replica).await {
             Ok(()) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
             Err(e) => Err(ops_error("rejoin", instance, e)),

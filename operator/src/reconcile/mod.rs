@@ -3,6 +3,8 @@
 //! database pods, write the status and record events.
 pub mod conditions;
 pub mod failover;
+#[cfg(test)]
+mod fixtures;
 pub mod observed;
 pub mod plan;
 
@@ -27,9 +29,11 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 use crate::build::secrets::{self, Credentials};
-use crate::build::{self, BuildError, FIELD_MANAGER, LABEL_ROLE, Owned, names};
+use crate::build::{self, BuildError, FIELD_MANAGER, Owned, names};
 use crate::crd::{FileStore, FileStoreStatus, Provisioning};
+pub use crate::error::Error;
 use crate::queue_depth::QueueProbe;
+use crate::role;
 use observed::Observed;
 use plan::{Notice, Pools};
 
@@ -38,79 +42,6 @@ pub const FINALIZER: &str = "filestore.dev/cleanup";
 /// How often a FileStore is looked at without a change: the autoscaler's sampling period.
 pub const POLL: Duration = Duration::from_secs(15);
 const DEPTH_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("conflict writing {kind} {name}: {message}")]
-    Conflict {
-        kind: String,
-        name: String,
-        message: String,
-    },
-    #[error("forbidden to write {kind} {name}: {message} (check the operator's RBAC)")]
-    Forbidden {
-        kind: String,
-        name: String,
-        message: String,
-    },
-    #[error("Kubernetes API error on {kind} {name}: {source}")]
-    Api {
-        kind: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("the FileStore cannot be built: {0}")]
-    Build(#[from] BuildError),
-    #[error("finalizer: {0}")]
-    Finalizer(String),
-    #[error("cannot serialize {kind} {name}: {message}")]
-    Serialize {
-        kind: String,
-        name: String,
-        message: String,
-    },
-}
-
-impl Error {
-    /// A short, stable label for metrics and logs.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Error::Conflict { .. } => "conflict",
-            Error::Forbidden { .. } => "forbidden",
-            Error::Api { .. } => "api",
-            Error::Build(_) => "build",
-            Error::Finalizer(_) => "finalizer",
-            Error::Serialize { .. } => "serialize",
-        }
-    }
-
-    fn from_kube(kind: &str, name: &str, source: kube::Error) -> Self {
-        let (kind, name) = (kind.to_owned(), name.to_owned());
-        match &source {
-            kube::Error::Api(e) if e.code == 409 => Error::Conflict {
-                kind,
-                name,
-                message: e.message.clone(),
-            },
-            kube::Error::Api(e) if e.code == 403 => Error::Forbidden {
-                kind,
-                name,
-                message: e.message.clone(),
-            },
-            _ => Error::Api { kind, name, source },
-        }
-    }
-
-    /// How soon to try again: conflicts clear quickly, missing permissions do not.
-    pub fn requeue_after(&self) -> Duration {
-        match self {
-            Error::Conflict { .. } => Duration::from_secs(2),
-            Error::Forbidden { .. } => Duration::from_secs(60),
-            _ => Duration::from_secs(15),
-        }
-    }
-}
 
 /// What every reconcile shares.
 pub struct Context {
@@ -211,12 +142,18 @@ async fn apply(fs: &FileStore, ctx: &Context) -> Result<Action, Error> {
     let ns = fs
         .namespace()
         .ok_or(Error::Build(BuildError::NoNamespace))?;
-    if let Err(invalid) = build::validate(fs) {
-        let (status, notice) = plan::invalid(fs, &invalid, &now());
-        publish(ctx, fs, &[notice]).await;
-        write_status(ctx, fs, &ns, &status).await?;
-        return Ok(Action::await_change());
-    }
+    let valid = match build::validate(fs) {
+        Ok(valid) => valid,
+        Err(invalid @ BuildError::InvalidSpec(_)) => {
+            let (status, notice) = plan::invalid(fs, &invalid, &now());
+            publish(ctx, fs, &[notice]).await;
+            write_status(ctx, fs, &ns, &status).await?;
+            return Ok(Action::await_change());
+        }
+        // Not the spec's fault (a resource not read from the API server): nothing to report
+        // on it, try again.
+        Err(other) => return Err(other.into()),
+    };
     let mut seen = observe(ctx, fs, &ns).await?;
     let failover = ctx
         .supervisors
@@ -245,7 +182,7 @@ async fn apply(fs: &FileStore, ctx: &Context) -> Result<Action, Error> {
         cluster_domain: ctx.cluster_domain.clone(),
         ..build::Inputs::default()
     };
-    let plan = plan::plan(fs, &seen, inputs, &generated, scaling, &now())?;
+    let plan = plan::plan(&valid, &seen, inputs, &generated, scaling, &now());
     let generated_name = names::generated_secret(&fs.name_any());
     for object in &plan.objects {
         match object {
@@ -264,11 +201,7 @@ async fn apply(fs: &FileStore, ctx: &Context) -> Result<Action, Error> {
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     for (pod, role) in &plan.role_labels {
-        let patch = serde_json::json!({ "metadata": { "labels": { LABEL_ROLE: role } } });
-        match pods
-            .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
+        match role::set(&pods, pod, *role).await {
             Ok(_) => {}
             // Gone since it was listed: the next reconcile labels its successor.
             Err(kube::Error::Api(e)) if e.code == 404 => {}

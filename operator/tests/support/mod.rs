@@ -5,7 +5,7 @@ pub mod rbac;
 use std::collections::BTreeMap;
 
 use filestore_operator::build::secrets::Credentials;
-use filestore_operator::build::{Inputs, Owned, build_all};
+use filestore_operator::build::{Inputs, Owned, build_all, validate};
 use filestore_operator::crd::{FileStore, FileStoreSpec, ObjectStorageSpec, WorkerPool};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -83,7 +83,7 @@ impl Fixture {
         if let Some(domain) = &self.cluster_domain {
             inputs.cluster_domain = domain.clone();
         }
-        build_all(&self.fs, &inputs).expect("the fixture builds")
+        build_all(&validate(&self.fs).expect("the fixture is valid"), &inputs)
     }
 
     /// Every owned object as JSON, by "Kind/name".

@@ -2,7 +2,7 @@
 //! exactly the expected reads, server-side applies, status patch and events; errors from the
 //! server become typed errors and requeues; deletion runs the finalizer. Every request a
 //! reconcile makes must be one the chart's RBAC allows.
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

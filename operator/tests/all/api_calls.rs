@@ -1,7 +1,7 @@
 //! The operator's API calls outside the reconcile's own, against a mocked API server: fencing a
 //! former primary's pod (retried until the pod is a new incarnation, by UID), the leader Lease
 //! and the controller's lists and watches. Every request must be one the chart's RBAC allows.
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -1,9 +1,9 @@
 //! What a FileStore owns, object by object: exactly the intended objects, hardened pods, and a
 //! spec change that touches only what it should.
-mod support;
+use crate::support;
 
 use filestore_operator::build::secrets::{self, Credentials};
-use filestore_operator::build::{BuildError, validate};
+use filestore_operator::build::{BuildError, disruption_warnings, validate};
 use filestore_operator::crd::{
     ExternalService, IngressSpec, Provisioning, SecretKeyRef, Stage, WorkerPool,
 };
@@ -615,7 +615,7 @@ fn a_spec_one_eviction_would_stop_gets_a_budget_that_allows_none_and_a_warning()
     let default = Fixture::new();
     assert_eq!(max_unavailable(&default, "files-db"), 1);
     assert_eq!(max_unavailable(&default, "files-rabbitmq"), 1);
-    assert!(filestore_operator::build::disruption_warnings(&default.fs.spec).is_empty());
+    assert!(disruption_warnings(&validate(&default.fs).unwrap()).is_empty());
 
     let fragile = Fixture::new().with(|s| {
         s.database.managed.instances = 2;
@@ -632,7 +632,7 @@ fn a_spec_one_eviction_would_stop_gets_a_budget_that_allows_none_and_a_warning()
         0,
         "evicting either of 2 nodes loses the quorum"
     );
-    let warnings = filestore_operator::build::disruption_warnings(&fragile.fs.spec);
+    let warnings = disruption_warnings(&validate(&fragile.fs).unwrap());
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings[0].starts_with("database: 2 instances with 1 synchronous standby"));
     assert!(warnings[1].starts_with("queue: 2 RabbitMQ nodes"));
