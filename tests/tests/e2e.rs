@@ -40,7 +40,10 @@ fn every_file_here_is_a_module_of_this_binary() {
         .filter_map(|l| l.strip_prefix("mod ")?.strip_suffix(';'))
         .collect();
     let mut missing = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("the tests directory").flatten() {
+    for entry in std::fs::read_dir(&dir)
+        .expect("the tests directory")
+        .flatten()
+    {
         let path = entry.path();
         let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
             continue;
