@@ -1,6 +1,6 @@
-//! The adapters behind Filestore's ports (`filestore-ports`): the embedded implementations (SQLite, a local directory, a database-backed queue) and
-//! the production ones (PostgreSQL, S3, RabbitMQ). Both sets pass the same behaviour through
-//! the same code paths above them.
+//! The adapters behind Filestore's ports (`filestore-ports`): the embedded implementations
+//! (SQLite, a local directory, a database-backed queue) and the production ones (PostgreSQL,
+//! S3, RabbitMQ). Both sets pass the same behaviour through the same code paths above them.
 #![forbid(unsafe_code)]
 
 // The ports, under the names this crate always gave them.
