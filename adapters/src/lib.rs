@@ -14,8 +14,8 @@ pub mod postgres;
 pub mod queue;
 pub mod rabbit;
 pub mod relay;
-mod rows;
 pub mod s3;
+pub mod sql;
 pub mod sqlite;
 pub mod sqlite_queue;
 pub mod tenants;
@@ -23,13 +23,15 @@ pub mod tree;
 
 pub use local::LocalDirStore;
 pub use meta::{
-    ChunkRemoval, ChunkWrite, FileRecord, MetadataStore, NewFile, StoreError, UploadRecord, Usage,
+    ChunkRemoval, ChunkWrite, FileRecord, Finalized, MetadataStore, NewFile, StoreError,
+    UploadRecord, Usage,
 };
 pub use objects::{ObjectError, ObjectStore, PutOutcome};
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use queue::{Delivery, Queue, QueueError, Subscription};
 pub use rabbit::{RabbitOptions, RabbitQueue};
 pub use s3::{S3Options, S3Store};
+pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 pub use sqlite_queue::SqliteQueue;
 pub use tenants::{TenantKeyError, TenantKeys};

@@ -42,39 +42,6 @@ pub enum StoreError {
     Busy(String),
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        if is_unavailable(&e) {
-            StoreError::Unavailable(e.to_string())
-        } else {
-            StoreError::Database(e.to_string())
-        }
-    }
-}
-
-/// Errors that say the database cannot be reached or cannot take writes right now (a restart,
-/// a failover in progress), as opposed to a fault in the request: worth a 503 and a retry.
-pub(crate) fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exceptions; 57P01-57P03: shutdown or not yet accepting
-            // connections; 25006: read-only transaction (a standby, mid-failover); 53300: too
-            // many connections.
-            code.starts_with("08")
-                || matches!(
-                    code.as_ref(),
-                    "57P01" | "57P02" | "57P03" | "25006" | "53300"
-                )
-        }),
-        _ => false,
-    }
-}
-
 /// A file as registered by a client, before any bytes arrive.
 #[derive(Debug, Clone)]
 pub struct NewFile {
@@ -119,6 +86,15 @@ pub enum UploadRecord {
     Recorded { superseded: Option<String> },
     /// The file had moved on with exactly these bytes already: a harmless retry.
     AlreadyHad,
+}
+
+/// What a finalize committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finalized {
+    pub status: FileStatus,
+    /// The revision the file became at its path; `None` when the file had been finalized
+    /// already and this call changed nothing.
+    pub rev: Option<i64>,
 }
 
 /// A message to publish once the transaction that produced it commits.
@@ -199,7 +175,7 @@ pub trait MetadataStore: crate::tree::TreeStore + Send + Sync + 'static {
         size: u64,
         sha256_hex: &str,
         announce: OutboxMessage,
-    ) -> Result<FileStatus, StoreError>;
+    ) -> Result<Finalized, StoreError>;
 
     /// Applies `event` through the state machine in one transaction, recording `reason`.
     async fn apply_event(
