@@ -9,8 +9,7 @@ use bytes::Bytes;
 use filestore_adapters::meta::OutboxMessage;
 use filestore_adapters::{
     LocalDirStore, MetadataStore, NewFile, ObjectError, ObjectStore, PostgresOptions,
-    PostgresStore, Queue, QueueError, SqliteQueue, SqliteStore, StoreError, TreeStore,
-    UploadRecord,
+    PostgresStore, Queue, QueueError, SqliteQueue, SqliteStore, StoreError, UploadRecord,
 };
 use filestore_domain::{FileEvent, FileId, FileStatus, OwnerId};
 use filestore_tests::services::{Namespace, Services};

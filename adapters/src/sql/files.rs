@@ -244,12 +244,8 @@ pub(super) async fn index(
     if from == to {
         return Ok(to);
     }
+    drop_manifest(&mut tx, id).await?;
     let file_id = id.to_string();
-    sqlx::query("DELETE FROM file_chunks WHERE file_id = $1")
-        .bind(&file_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
     // A few round trips for the whole manifest, however many chunks it has.
     for batch in chunks.chunks(params::BATCH) {
         let sql = format!(
@@ -281,6 +277,16 @@ pub(super) async fn index(
     .map_err(db)?;
     tx.commit().await.map_err(db)?;
     Ok(to)
+}
+
+/// Deletes the file's manifest (a purge, or an index stage run again).
+pub(super) async fn drop_manifest(conn: &mut AnyConnection, id: &FileId) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM file_chunks WHERE file_id = $1")
+        .bind(id.to_string())
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 pub(super) async fn manifest(store: &SqlStore, id: &FileId) -> Result<Vec<ChunkEntry>, StoreError> {

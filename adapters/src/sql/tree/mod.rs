@@ -6,9 +6,9 @@ use filestore_domain::paths::fold_key;
 use filestore_domain::tree::{self, ChangeKind, Expect};
 use filestore_domain::{FileId, FileStatus, OwnerId};
 
-use super::SqlStore;
 use super::error::db;
 use super::rows;
+use super::{SqlStore, files};
 use crate::clock::now_ms;
 use crate::meta::StoreError;
 use crate::tree::{Change, ChangePage, Entry, ListQuery, Listing, TreeStore, Version};
@@ -16,7 +16,7 @@ use lookup::{
     ENTRY_COLUMNS, check_nesting, cursor_in, head, key_range_end, respelled, spelled, targets,
     versions_in,
 };
-use write::{change_at, lock_owner, next_seq, record_change, set_head, set_trashed};
+use write::{change_at, lock_owner, next_seq, record_change, remove_entry, set_head, set_trashed};
 
 mod lookup;
 mod write;
@@ -150,12 +150,7 @@ impl TreeStore for SqlStore {
                 // A trashed file there is replaced; its versions stay, as the older
                 // history of the path, so nothing it held is lost.
                 Some(d) => {
-                    sqlx::query("DELETE FROM entries WHERE owner = $1 AND path = $2")
-                        .bind(owner.as_str())
-                        .bind(&d.path)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
+                    remove_entry(&mut tx, owner, &d.path).await?;
                 }
                 None => {}
             }
@@ -252,12 +247,7 @@ impl TreeStore for SqlStore {
                     busy.rev, e.path, busy.status
                 )));
             }
-            sqlx::query("DELETE FROM entries WHERE owner = $1 AND path = $2")
-                .bind(owner.as_str())
-                .bind(&e.path)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            remove_entry(&mut tx, owner, &e.path).await?;
             sqlx::query("DELETE FROM versions WHERE owner = $1 AND path_key = $2")
                 .bind(owner.as_str())
                 .bind(fold_key(&e.path))
@@ -279,11 +269,7 @@ impl TreeStore for SqlStore {
                 .map_err(db)?;
                 // Without its manifest nothing references the file's chunks, so the
                 // sweep reclaims those no other file shares.
-                sqlx::query("DELETE FROM file_chunks WHERE file_id = $1")
-                    .bind(v.file_id.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                files::drop_manifest(&mut tx, &v.file_id).await?;
                 sqlx::query("UPDATE files SET status = $2, updated_at = $3 WHERE id = $1")
                     .bind(v.file_id.to_string())
                     .bind(FileStatus::Deleted.as_str())

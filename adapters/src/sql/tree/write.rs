@@ -204,3 +204,18 @@ pub(super) async fn set_trashed(
     }
     Ok(changes)
 }
+
+/// Removes the entry at exactly `path`; its versions stay.
+pub(super) async fn remove_entry(
+    conn: &mut AnyConnection,
+    owner: &OwnerId,
+    path: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM entries WHERE owner = $1 AND path = $2")
+        .bind(owner.as_str())
+        .bind(path)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
