@@ -4,20 +4,22 @@
 #![forbid(unsafe_code)]
 
 // The ports, under the names this crate always gave them.
-pub use filestore_ports::{chunk_writer, clock, meta, objects, orphans, queue, relay, tenants};
+pub use filestore_ports::{
+    chunk_writer, clock, meta, objects, orphans, queue, relay, tenants, tree,
+};
 
 pub mod local;
 pub mod postgres;
 pub mod rabbit;
-mod rows;
 pub mod s3;
+pub mod sql;
 pub mod sqlite;
 pub mod sqlite_queue;
-pub mod tree;
 
+pub use filestore_ports::{Change, ChangePage, Entry, ListQuery, Listing, TreeStore, Version};
 pub use filestore_ports::{
-    ChunkRemoval, ChunkWrite, FileRecord, MetadataStore, NewFile, ObjectError, ObjectStore,
-    PutOutcome, StoreError, UploadRecord, Usage,
+    ChunkRemoval, ChunkWrite, FileRecord, Finalized, MetadataStore, NewFile, ObjectError,
+    ObjectStore, PutOutcome, StoreError, UploadRecord, Usage,
 };
 pub use filestore_ports::{Delivery, Queue, QueueError, Subscription};
 pub use filestore_ports::{TenantKeyError, TenantKeys};
@@ -25,6 +27,6 @@ pub use local::LocalDirStore;
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use rabbit::{RabbitOptions, RabbitQueue};
 pub use s3::{S3Options, S3Store};
+pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 pub use sqlite_queue::SqliteQueue;
-pub use tree::{Change, ChangePage, Entry, ListQuery, Listing, TreeStore, Version};

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use crate::clock::now_ms;
 use crate::queue::{Delivery, Queue, QueueError, Subscription};
+use crate::sql::error::queue as queue_error;
 use crate::sqlite::SqliteStore;
 
 const POLL: Duration = Duration::from_millis(250);
@@ -33,12 +34,13 @@ impl SqliteQueue {
     /// Hands every in-flight message back at once. Only for a process that knows it is the
     /// queue's sole consumer (`filestore dev`): whatever was leased belonged to a dead process.
     pub async fn release_all_leases(&self) -> Result<u64, QueueError> {
-        let _w = self.store.writer().lock().await;
+        let _w = self.store.write_turn().await;
         let done = sqlx::query(
             "UPDATE queue_messages SET leased_until = NULL WHERE leased_until IS NOT NULL",
         )
         .execute(self.store.relaxed_pool())
-        .await?;
+        .await
+        .map_err(queue_error)?;
         Ok(done.rows_affected())
     }
 
@@ -50,18 +52,20 @@ impl SqliteQueue {
         )
         .bind(queue)
         .fetch_all(self.store.relaxed_pool())
-        .await?;
+        .await
+        .map_err(queue_error)?;
         rows.iter()
             .map(|r| {
-                let deliveries: i64 = r.try_get("deliveries")?;
+                let deliveries: i64 = r.try_get("deliveries").map_err(queue_error)?;
                 Ok((
                     Delivery {
-                        tag: r.try_get("id")?,
-                        routing_key: r.try_get("routing_key")?,
-                        body: r.try_get("payload")?,
+                        tag: r.try_get("id").map_err(queue_error)?,
+                        routing_key: r.try_get("routing_key").map_err(queue_error)?,
+                        body: r.try_get("payload").map_err(queue_error)?,
                         deliveries: u32::try_from(deliveries).unwrap_or(u32::MAX),
                     },
-                    r.try_get::<Option<String>, _>("park_reason")?
+                    r.try_get::<Option<String>, _>("park_reason")
+                        .map_err(queue_error)?
                         .unwrap_or_default(),
                 ))
             })
@@ -74,7 +78,7 @@ impl SqliteQueue {
 
     async fn claim(&self, queue: &str) -> Result<Option<Delivery>, QueueError> {
         let now = now_ms();
-        let _w = self.store.writer().lock().await;
+        let _w = self.store.write_turn().await;
         let row = sqlx::query(
             "UPDATE queue_messages SET leased_until = ?, deliveries = deliveries + 1
              WHERE id = (SELECT id FROM queue_messages
@@ -88,13 +92,14 @@ impl SqliteQueue {
         .bind(now)
         .bind(now)
         .fetch_optional(self.store.relaxed_pool())
-        .await?;
+        .await
+        .map_err(queue_error)?;
         row.map(|r| {
-            let deliveries: i64 = r.try_get("deliveries")?;
+            let deliveries: i64 = r.try_get("deliveries").map_err(queue_error)?;
             Ok(Delivery {
-                tag: r.try_get("id")?,
-                routing_key: r.try_get("routing_key")?,
-                body: r.try_get("payload")?,
+                tag: r.try_get("id").map_err(queue_error)?,
+                routing_key: r.try_get("routing_key").map_err(queue_error)?,
+                body: r.try_get("payload").map_err(queue_error)?,
                 deliveries: u32::try_from(deliveries).unwrap_or(u32::MAX),
             })
         })
@@ -108,14 +113,15 @@ impl SqliteQueue {
         value: Option<&str>,
         at: i64,
     ) -> Result<(), QueueError> {
-        let _w = self.store.writer().lock().await;
+        let _w = self.store.write_turn().await;
         let mut q = sqlx::query(sql).bind(at);
         if let Some(v) = value {
             q = q.bind(v);
         }
         q.bind(delivery.tag)
             .execute(self.store.relaxed_pool())
-            .await?;
+            .await
+            .map_err(queue_error)?;
         Ok(())
     }
 }
@@ -128,8 +134,13 @@ impl Queue for SqliteQueue {
             return Err(QueueError::Unroutable(routing_key.to_owned()));
         }
         {
-            let _w = self.store.writer().lock().await;
-            let mut tx = self.store.relaxed_pool().begin().await?;
+            let _w = self.store.write_turn().await;
+            let mut tx = self
+                .store
+                .relaxed_pool()
+                .begin()
+                .await
+                .map_err(queue_error)?;
             let now = now_ms();
             for queue in queues {
                 sqlx::query("INSERT INTO queue_messages (queue, routing_key, payload, visible_at) VALUES (?, ?, ?, ?)")
@@ -138,9 +149,9 @@ impl Queue for SqliteQueue {
                     .bind(body)
                     .bind(now)
                     .execute(&mut *tx)
-                    .await?;
+                    .await.map_err(queue_error)?;
             }
-            tx.commit().await?;
+            tx.commit().await.map_err(queue_error)?;
         }
         self.wake.notify_waiters();
         Ok(())
@@ -158,8 +169,9 @@ impl Queue for SqliteQueue {
             sqlx::query("SELECT COUNT(*) AS n FROM queue_messages WHERE queue = ? AND parked = 0")
                 .bind(queue)
                 .fetch_one(self.store.relaxed_pool())
-                .await?;
-        let n: i64 = row.try_get("n")?;
+                .await
+                .map_err(queue_error)?;
+        let n: i64 = row.try_get("n").map_err(queue_error)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }
@@ -188,11 +200,12 @@ impl Subscription for SqliteSubscription {
     }
 
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), QueueError> {
-        let _w = self.queue.store.writer().lock().await;
+        let _w = self.queue.store.write_turn().await;
         sqlx::query("DELETE FROM queue_messages WHERE id = ?")
             .bind(delivery.tag)
             .execute(self.queue.store.relaxed_pool())
-            .await?;
+            .await
+            .map_err(queue_error)?;
         Ok(())
     }
 

@@ -36,38 +36,3 @@ pub enum StoreError {
     #[error("{0}")]
     Busy(String),
 }
-
-#[cfg(feature = "sqlx")]
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        if is_unavailable(&e) {
-            StoreError::Unavailable(e.to_string())
-        } else {
-            StoreError::Database(e.to_string())
-        }
-    }
-}
-
-/// Errors that say the database cannot be reached or cannot take writes right now (a restart,
-/// a failover in progress), as opposed to a fault in the request: worth a 503 and a retry.
-#[cfg(feature = "sqlx")]
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exceptions; 57P01-57P03: shutdown or not yet accepting
-            // connections; 25006: read-only transaction (a standby, mid-failover); 53300: too
-            // many connections.
-            code.starts_with("08")
-                || matches!(
-                    code.as_ref(),
-                    "57P01" | "57P02" | "57P03" | "25006" | "53300"
-                )
-        }),
-        _ => false,
-    }
-}

@@ -18,7 +18,8 @@ pub mod tree;
 
 pub use error::StoreError;
 pub use meta::{
-    ChunkRemoval, ChunkWrite, FileRecord, MetadataStore, NewFile, OutboxMessage, PendingOutbox,
+    ChunkRemoval, ChunkWrite, FileRecord, Finalized, MetadataStore, NewFile, OutboxMessage,
+    PendingOutbox,
     UploadRecord, Usage,
 };
 pub use objects::{ObjectError, ObjectStore, PutOutcome};

@@ -48,6 +48,15 @@ pub enum UploadRecord {
     AlreadyHad,
 }
 
+/// What a finalize committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finalized {
+    pub status: FileStatus,
+    /// The revision the file became at its path; `None` when the file had been finalized
+    /// already and this call changed nothing.
+    pub rev: Option<i64>,
+}
+
 /// A message to publish once the transaction that produced it commits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
@@ -126,7 +135,7 @@ pub trait MetadataStore: crate::tree::TreeStore + Send + Sync + 'static {
         size: u64,
         sha256_hex: &str,
         announce: OutboxMessage,
-    ) -> Result<FileStatus, StoreError>;
+    ) -> Result<Finalized, StoreError>;
 
     /// Applies `event` through the state machine in one transaction, recording `reason`.
     async fn apply_event(

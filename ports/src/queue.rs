@@ -13,17 +13,6 @@ pub enum QueueError {
     Backend(String),
 }
 
-#[cfg(feature = "sqlx")]
-impl From<sqlx::Error> for QueueError {
-    fn from(e: sqlx::Error) -> Self {
-        if crate::error::is_unavailable(&e) {
-            QueueError::Unavailable(e.to_string())
-        } else {
-            QueueError::Backend(e.to_string())
-        }
-    }
-}
-
 /// One message handed to a consumer; it stays owned by that consumer until acked, retried or
 /// parked, and comes back to some consumer if that one dies first.
 #[derive(Debug, Clone, PartialEq, Eq)]

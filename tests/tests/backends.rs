@@ -82,11 +82,14 @@ async fn upload_lifecycle(store: &dyn MetadataStore) {
             .await,
         Err(StoreError::UploadMismatch)
     ));
-    let status = store
+    let finalized = store
         .finalize_upload(&f.id, 4, &sha, announce(&f.id))
         .await
         .unwrap();
-    assert_eq!(status, FileStatus::Processing);
+    assert_eq!(finalized.status, FileStatus::Processing);
+    // The revision it committed is the path's head now.
+    let head = store.entry(&f.owner, &f.path).await.unwrap().unwrap();
+    assert_eq!((finalized.rev, head.file_id), (Some(head.rev), f.id));
     // Content is frozen now; the same bytes again are a harmless retry.
     assert_eq!(
         store
@@ -155,9 +158,13 @@ async fn concurrent_finalizes_announce_once(store: Arc<dyn MetadataStore>) {
             tokio::spawn(async move { store.finalize_upload(&id, 4, &sha, announce(&id)).await })
         })
         .collect();
+    let mut committed = 0;
     for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), FileStatus::Processing);
+        let finalized = t.await.unwrap().unwrap();
+        assert_eq!(finalized.status, FileStatus::Processing);
+        committed += usize::from(finalized.rev.is_some());
     }
+    assert_eq!(committed, 1, "exactly one finalize committed a revision");
     let mine: Vec<_> = store
         .outbox_pending(100)
         .await

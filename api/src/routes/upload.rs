@@ -495,7 +495,7 @@ pub(crate) async fn finalize_file(
         payload: serde_json::to_vec(&FileMessage::new(file.id, file.owner.clone()))
             .map_err(ApiError::internal)?,
     };
-    let status = state
+    let finalized = state
         .store
         .finalize_upload(&file.id, size, sha, announce)
         .await
@@ -509,10 +509,15 @@ pub(crate) async fn finalize_file(
     state.outbox_wake.notify_one();
     state.tree_wake.notify_waiters();
     metrics::counter!("filestore_files_finalized_total").increment(1);
+    let rev = match finalized.rev {
+        Some(rev) => Some(rev),
+        // A concurrent finalize of the same content committed first.
+        None => head_rev(state, &file).await?,
+    };
     Ok(FinalizeResponse {
         file_id: file.id.to_string(),
-        status: status.to_string(),
-        rev: head_rev(state, &file).await?,
+        status: finalized.status.to_string(),
+        rev,
     })
 }
 
