@@ -158,7 +158,8 @@ async fn single(
                 let (Some(moved), Some(b)) = (made.changes.first(), base.get(&from)) else {
                     return Ok(());
                 };
-                s.agree(&to, &b.sha256, moved.rev, &moved.file_id).await?;
+                let file_id = moved.file_id.to_string();
+                s.agree(&to, &b.sha256, moved.rev, &file_id).await?;
                 s.state.forget(&from).await?;
                 report.moved_remote += 1;
             }

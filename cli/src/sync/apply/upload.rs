@@ -2,6 +2,8 @@
 //! server lacks; a refusal becomes a conflicted copy, a report line or a retry next pass.
 use std::collections::BTreeMap;
 
+use filestore_api::error::ProblemCode;
+use filestore_domain::FileId;
 use futures::StreamExt;
 use serde_json::json;
 
@@ -33,14 +35,15 @@ enum Refusal {
 }
 
 fn refusal(code: &str, detail: String) -> Refusal {
-    match code {
-        "rev_conflict" => Refusal::Conflict,
-        "path_is_folder" => Refusal::Nesting,
-        "invalid_path" | "invalid_name" | "path_too_long" => Refusal::Name(detail),
+    use ProblemCode as P;
+    match ProblemCode::from_code(code) {
+        Some(P::RevConflict) => Refusal::Conflict,
+        Some(P::PathIsFolder) => Refusal::Nesting,
+        Some(P::InvalidPath | P::InvalidName | P::PathTooLong) => Refusal::Name(detail),
         // A file on the server has the name of one of its folders (it came after this pass
         // read the feed). The folder keeps the name: the local file stays where it is (a copy
         // beside it would be refused again), and the next pass moves the server's file aside.
-        "parent_is_file" => Refusal::Other(format!(
+        Some(P::ParentIsFile) => Refusal::Other(format!(
             "a file on the server has the name of one of its folders ({detail})"
         )),
         _ => Refusal::Other(detail),
@@ -122,7 +125,7 @@ async fn upload_batch(
                     base: Base {
                         sha256: sha,
                         rev,
-                        file_id: id,
+                        file_id: id.to_string(),
                     },
                     size: u.local.size,
                     mtime_ns: u.local.mtime_ns,
@@ -184,7 +187,7 @@ const BUNDLE_BYTES: u64 = 8 * 1024 * 1024;
 struct Bundled {
     /// Its place in the registration batch.
     index: usize,
-    file_id: String,
+    file_id: FileId,
     item: filestore_domain::bundle::BundleItem,
     data: Vec<u8>,
 }
@@ -193,9 +196,9 @@ struct Bundled {
 /// The bytes on the wire go to `report` per bundle, not per file.
 async fn send_bundled(
     s: &Syncer,
-    files: Vec<(usize, &Upload, String, String)>,
+    files: Vec<(usize, &Upload, FileId, String)>,
     report: &mut Report,
-) -> Vec<(usize, String, Sent)> {
+) -> Vec<(usize, FileId, Sent)> {
     let mut results = Vec::new();
     let mut groups: Vec<Vec<Bundled>> = vec![Vec::new()];
     let mut group_bytes = 0;
@@ -219,7 +222,7 @@ async fn send_bundled(
         }
         group_bytes += u.local.size;
         let item = filestore_domain::bundle::BundleItem {
-            file_id: id.clone(),
+            file_id: id.to_string(),
             size: u.local.size,
             sha256: hex::encode(filestore_domain::keys::sha256(&data)),
         };
@@ -233,9 +236,9 @@ async fn send_bundled(
         }
     }
     for group in groups.into_iter().filter(|g| !g.is_empty()) {
-        let index: Vec<(usize, String, String)> = group
+        let index: Vec<(usize, FileId, String)> = group
             .iter()
-            .map(|b| (b.index, b.file_id.clone(), b.item.sha256.clone()))
+            .map(|b| (b.index, b.file_id, b.item.sha256.clone()))
             .collect();
         let body = group.into_iter().map(|b| (b.item, b.data)).collect();
         match s.client.upload_bundle(body).await {
@@ -282,7 +285,7 @@ async fn send_bundled(
 async fn send(
     s: &Syncer,
     u: &Upload,
-    id: &str,
+    id: &FileId,
     location: &str,
 ) -> Result<(String, u64), SyncError> {
     let path = s.folder.path().join(&u.path);
