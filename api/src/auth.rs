@@ -1,9 +1,10 @@
 //! JWT bearer authentication: HS256 with a shared secret, RS256/ES256 with a PEM public key or
 //! keys from a JWKS URL. Issuer, audience, expiry and not-before are always checked.
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 use filestore_domain::OwnerId;
@@ -14,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Claims Filestore reads; `sub` names the user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -240,17 +240,18 @@ fn describe(kind: &ErrorKind) -> String {
     }
 }
 
-/// The authenticated user of a request.
+/// The authenticated user of a request, in any router whose state holds a [`Verifier`].
 #[derive(Debug, Clone)]
 pub struct User(pub OwnerId);
 
-impl FromRequestParts<AppState> for User {
+impl<S> FromRequestParts<S> for User
+where
+    S: Send + Sync,
+    Arc<Verifier>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
             ApiError::unauthenticated("an Authorization: Bearer token is required")
         })?;
@@ -263,6 +264,7 @@ impl FromRequestParts<AppState> for User {
             .ok_or_else(|| {
                 ApiError::unauthenticated("the Authorization header must use the Bearer scheme")
             })?;
-        state.verifier.verify(token.trim()).await.map(User)
+        let verifier = Arc::<Verifier>::from_ref(state);
+        verifier.verify(token.trim()).await.map(User)
     }
 }

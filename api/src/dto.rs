@@ -1,4 +1,5 @@
 //! Request and response bodies of the v1 API (camelCase JSON).
+use filestore_domain::{ChunkId, FileId, FileStatus};
 use filestore_ports::{FileRecord, Usage};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{
@@ -84,8 +85,10 @@ impl ToSchema for BatchFile {}
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Registered {
-    pub file_id: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub file_id: FileId,
+    #[schema(value_type = String)]
+    pub status: FileStatus,
     /// URL to send the raw bytes to.
     pub location: String,
     pub upload_method: String,
@@ -204,7 +207,8 @@ pub struct BatchRegistered {
 pub struct BundleResult {
     pub index: usize,
     pub file_id: String,
-    pub status: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub status: Option<FileStatus>,
     pub rev: Option<i64>,
     pub error: Option<Problem>,
 }
@@ -217,7 +221,8 @@ pub struct BundleResults {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadReceipt {
-    pub file_id: String,
+    #[schema(value_type = String)]
+    pub file_id: FileId,
     pub size: u64,
     pub sha256: String,
     /// CRC-64/NVME of the bytes the server received and stored, 16 hex digits: lets a client
@@ -227,9 +232,9 @@ pub struct UploadReceipt {
 }
 
 impl UploadReceipt {
-    pub fn new(file_id: &impl std::fmt::Display, stored: &filestore_ports::PutOutcome) -> Self {
+    pub fn new(file_id: FileId, stored: &filestore_ports::PutOutcome) -> Self {
         Self {
-            file_id: file_id.to_string(),
+            file_id,
             size: stored.size,
             sha256: stored.sha256_hex.clone(),
             crc64nvme: format!("{:016x}", stored.crc64nvme),
@@ -249,11 +254,13 @@ pub struct FinalizeRequest {
     pub multipart: Option<CompletedUpload>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FinalizeResponse {
-    pub file_id: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub file_id: FileId,
+    #[schema(value_type = String)]
+    pub status: FileStatus,
     /// The revision this file became at its path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rev: Option<i64>,
@@ -262,13 +269,15 @@ pub struct FinalizeResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileMetadata {
-    pub file_id: String,
+    #[schema(value_type = String)]
+    pub file_id: FileId,
     pub path: String,
     pub size: u64,
     pub sha256: Option<String>,
     pub content_type: String,
     /// uploading, processing, ready, quarantined, failed or deleted.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: FileStatus,
     /// Why the file is quarantined or failed.
     pub reason: Option<String>,
     pub created_at: String,
@@ -288,7 +297,7 @@ pub(crate) fn rfc3339(ms: i64) -> String {
 impl From<&FileRecord> for FileMetadata {
     fn from(f: &FileRecord) -> Self {
         Self {
-            file_id: f.id.to_string(),
+            file_id: f.id,
             path: f.path.clone(),
             size: f.size,
             sha256: f
@@ -296,7 +305,7 @@ impl From<&FileRecord> for FileMetadata {
                 .clone()
                 .or_else(|| f.declared_sha256.clone()),
             content_type: f.content_type.clone(),
-            status: f.status.to_string(),
+            status: f.status,
             reason: f.status_reason.clone(),
             created_at: rfc3339(f.created_at_ms),
             updated_at: rfc3339(f.updated_at_ms),
@@ -308,7 +317,8 @@ impl From<&FileRecord> for FileMetadata {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
-    pub file_id: String,
+    #[schema(value_type = String)]
+    pub file_id: FileId,
     pub path: String,
     pub size: u64,
     pub sha256: String,
@@ -325,7 +335,8 @@ pub struct ChunkLink {
     pub offset: u64,
     pub length: u32,
     /// Chunk id (hex); also the AAD of its encryption.
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: ChunkId,
     /// Signed URL of the stored (encrypted) chunk; relative URLs resolve against the API.
     pub url: String,
     /// AES-256-GCM key of this chunk (hex).

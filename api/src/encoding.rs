@@ -5,10 +5,10 @@
 use std::io::Read;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use futures::TryStreamExt;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 
 /// How a request body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +29,7 @@ impl BodyEncoding {
             "" | "identity" => Ok(Self::Identity),
             "zstd" => Ok(Self::Zstd),
             _ => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_encoding",
+                ProblemCode::UnsupportedEncoding,
                 format!(
                     "Content-Encoding {:?} is not accepted; send identity or zstd",
                     value.to_str().unwrap_or("(not text)")
@@ -79,15 +78,14 @@ impl BodyEncoding {
 
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        ProblemCode::BodyTooLarge,
         format!("the decoded body is larger than {limit} bytes"),
     )
 }
 
 fn bad_encoding(e: std::io::Error) -> ApiError {
-    ApiError::bad_request(
-        "bad_encoding",
+    ApiError::new(
+        ProblemCode::BadEncoding,
         format!("the body is not valid zstd data: {e}"),
     )
 }
@@ -95,7 +93,7 @@ fn bad_encoding(e: std::io::Error) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, StatusCode};
 
     fn headers(encoding: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -123,7 +121,7 @@ mod tests {
     fn other_encodings_are_refused_with_a_stable_code() {
         let e = BodyEncoding::of(&headers("gzip")).unwrap_err();
         assert_eq!(
-            (e.status, e.code),
+            (e.status(), e.code.as_str()),
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding")
         );
     }
@@ -145,7 +143,7 @@ mod tests {
         let e = BodyEncoding::Zstd
             .decode(bomb.into(), 64 * 1024)
             .unwrap_err();
-        assert_eq!(e.code, "body_too_large");
+        assert_eq!(e.code, ProblemCode::BodyTooLarge);
     }
 
     #[test]
@@ -153,7 +151,7 @@ mod tests {
         let e = BodyEncoding::Zstd
             .decode(bytes::Bytes::from_static(b"not zstd at all"), 1024)
             .unwrap_err();
-        assert_eq!(e.code, "bad_encoding");
+        assert_eq!(e.code, ProblemCode::BadEncoding);
     }
 
     #[tokio::test]
@@ -180,6 +178,6 @@ mod tests {
             }
         };
         assert!(crate::server::is_body_timeout(&err), "{err}");
-        assert_eq!(ApiError::body_read(&err).code, "request_timeout");
+        assert_eq!(ApiError::body_read(&err).code, ProblemCode::RequestTimeout);
     }
 }

@@ -5,6 +5,12 @@ use filestore_ports::{ObjectError, StoreError, TenantKeyError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+mod code;
+pub mod logged;
+
+pub use code::ProblemCode;
+pub use logged::InternalErrors;
+
 /// RFC 9457 problem details, the body of every error (`application/problem+json`).
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 #[schema(example = json!({
@@ -31,55 +37,52 @@ pub struct Problem {
     pub detail: String,
 }
 
+/// An error a handler answers with: its problem code (which decides the status) and what went
+/// wrong for people. An internal error also carries its detail, for the log only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ProblemCode,
     pub detail: String,
+    internal: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(code: ProblemCode, detail: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             detail: detail.into(),
+            internal: None,
         }
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, detail)
-    }
-
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, detail)
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     /// The one answer for "missing" and "not yours", so ids reveal nothing.
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such file")
+        Self::new(ProblemCode::NotFound, "no such file")
     }
 
     pub fn unauthenticated(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
+        Self::new(ProblemCode::Unauthenticated, detail)
     }
 
     pub fn invalid_token(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", detail)
+        Self::new(ProblemCode::InvalidToken, detail)
     }
 
     /// A request body that stopped arriving (see `server::IdleTimeoutBody`).
     pub fn request_timeout() -> Self {
         Self::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ProblemCode::RequestTimeout,
             "the request body stopped arriving; send it again",
         )
     }
 
     /// A body over what this route accepts.
     pub fn body_too_large(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", detail)
+        Self::new(ProblemCode::BodyTooLarge, detail)
     }
 
     /// A request body that could not be read: stalled (408) or broken off (400).
@@ -87,27 +90,43 @@ impl ApiError {
         if crate::server::is_body_timeout(err) {
             return Self::request_timeout();
         }
-        Self::bad_request(
-            "body_read_failed",
+        Self::new(
+            ProblemCode::BodyReadFailed,
             format!("reading the request body failed: {err}"),
         )
     }
 
+    /// A fault of the server's: the client learns only that; `detail` is logged once, by the
+    /// HTTP layer, when the error is answered (see [`logged`]).
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %detail, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "an internal error occurred",
-        )
+        Self {
+            internal: Some(detail.to_string()),
+            ..Self::new(ProblemCode::Internal, "an internal error occurred")
+        }
     }
 
-    pub fn problem(&self) -> Problem {
+    /// What an internal error was, for the log; `None` for every other error.
+    pub fn internal_detail(&self) -> Option<&str> {
+        self.internal.as_deref()
+    }
+
+    /// The problem document of one item of a batch, whose internal detail (if any) goes to
+    /// `internal` to be logged with the batch's response.
+    pub fn into_item(self, internal: &mut InternalErrors) -> Problem {
+        let problem = self.problem();
+        if let Some(detail) = self.internal {
+            internal.push(detail);
+        }
+        problem
+    }
+
+    fn problem(&self) -> Problem {
+        let status = self.status();
         Problem {
             kind: format!("urn:filestore:problem:{}", self.code),
-            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
-            status: self.status.as_u16(),
-            code: self.code.to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            code: self.code.as_str().to_owned(),
             detail: self.detail.clone(),
         }
     }
@@ -115,20 +134,23 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, axum::Json(self.problem())).into_response();
+        let status = self.status();
+        let mut internal = InternalErrors::default();
+        let problem = self.into_item(&mut internal);
+        let mut resp = (status, internal, axum::Json(problem)).into_response();
         let headers = resp.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if self.status == StatusCode::REQUEST_TIMEOUT {
+        if status == StatusCode::REQUEST_TIMEOUT {
             // The client stalled mid-body: whatever it sends later is not a new request.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
@@ -141,27 +163,24 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(d) => {
                 tracing::warn!(error = %d, "metadata database unavailable");
                 Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
+                    ProblemCode::DatabaseUnavailable,
                     "the metadata database is unavailable; retry shortly",
                 )
             }
             StoreError::NotFound(_) => Self::not_found(),
-            StoreError::Illegal(t) => Self::conflict("invalid_state", t.to_string()),
-            StoreError::UploadMismatch => Self::conflict("upload_conflict", e.to_string()),
-            StoreError::NotUploading => Self::conflict("not_uploading", e.to_string()),
-            StoreError::RevConflict(_) => Self::conflict("rev_conflict", e.to_string()),
-            StoreError::PathNotFound(_) => {
-                Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
-            }
-            StoreError::PathTaken(_) => Self::conflict("destination_exists", e.to_string()),
-            StoreError::ParentIsFile(_) => Self::conflict("parent_is_file", e.to_string()),
-            StoreError::PathIsFolder(_) => Self::conflict("path_is_folder", e.to_string()),
-            StoreError::InvalidMove(_) => Self::bad_request("invalid_move", e.to_string()),
+            StoreError::Illegal(t) => Self::new(ProblemCode::InvalidState, t.to_string()),
+            StoreError::UploadMismatch => Self::new(ProblemCode::UploadConflict, e.to_string()),
+            StoreError::NotUploading => Self::new(ProblemCode::NotUploading, e.to_string()),
+            StoreError::RevConflict(_) => Self::new(ProblemCode::RevConflict, e.to_string()),
+            StoreError::PathNotFound(_) => Self::new(ProblemCode::NotFound, e.to_string()),
+            StoreError::PathTaken(_) => Self::new(ProblemCode::DestinationExists, e.to_string()),
+            StoreError::ParentIsFile(_) => Self::new(ProblemCode::ParentIsFile, e.to_string()),
+            StoreError::PathIsFolder(_) => Self::new(ProblemCode::PathIsFolder, e.to_string()),
+            StoreError::InvalidMove(_) => Self::new(ProblemCode::InvalidMove, e.to_string()),
             StoreError::VersionUnavailable(_) => {
-                Self::conflict("version_unavailable", e.to_string())
+                Self::new(ProblemCode::VersionUnavailable, e.to_string())
             }
-            StoreError::Busy(_) => Self::conflict("busy", e.to_string()),
+            StoreError::Busy(_) => Self::new(ProblemCode::Busy, e.to_string()),
             other => Self::internal(other),
         }
     }
@@ -171,20 +190,18 @@ impl From<ObjectError> for ApiError {
     fn from(e: ObjectError) -> Self {
         match e {
             ObjectError::TooLarge { limit } => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                ProblemCode::BodyTooLarge,
                 format!("the body is larger than the {limit} bytes declared at registration"),
             ),
-            ObjectError::SizeMismatch { expected, got } => Self::bad_request(
-                "size_mismatch",
+            ObjectError::SizeMismatch { expected, got } => Self::new(
+                ProblemCode::SizeMismatch,
                 format!("received {got} bytes; {expected} were declared"),
             ),
             ObjectError::Source(err) => Self::body_read(&err),
             ObjectError::Unavailable(d) => {
                 tracing::warn!(error = %d, "object storage unavailable");
                 Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
+                    ProblemCode::StorageUnavailable,
                     "object storage is unavailable; retry shortly",
                 )
             }

@@ -153,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .fallback(ops::no_route)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(error::logged::log_internal_errors))
         .layer(middleware::from_fn(track_http))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -166,6 +167,7 @@ pub fn metrics_router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .layer(middleware::from_fn(error::logged::log_internal_errors))
         .with_state(state)
 }
 

@@ -1,6 +1,7 @@
 //! What every handler shares.
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use filestore_domain::chunking::ChunkParams;
 use filestore_domain::signing::UrlSigner;
 use filestore_ports::{MetadataStore, ObjectStore, TenantKeys};
@@ -18,7 +19,7 @@ pub struct Inner {
     pub objects: Arc<dyn ObjectStore>,
     pub tenants: Arc<TenantKeys>,
     pub signer: UrlSigner,
-    pub verifier: Verifier,
+    pub verifier: Arc<Verifier>,
     /// Wakes the outbox relay after a commit that announced something.
     pub outbox_wake: Arc<Notify>,
     /// Wakes the change feed's long-polls after a commit that changed a tree.
@@ -31,6 +32,13 @@ pub struct Inner {
 impl AppState {
     pub fn new(inner: Inner) -> Self {
         Self(Arc::new(inner))
+    }
+}
+
+// How `auth::User` reaches the verifier without knowing this state.
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
     }
 }
 

@@ -1,12 +1,11 @@
 //! Turning what a client sent into domain values, or a 4xx that says what is wrong.
-use axum::http::StatusCode;
 use filestore_domain::paths::{PathError, normalize};
 use filestore_domain::tree::Expect;
 use filestore_domain::{FileId, OwnerId};
 use filestore_ports::NewFile;
 
 use crate::dto::RegisterFile;
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 
 pub fn size(n: &serde_json::Number, max: u64) -> Result<u64, ApiError> {
     let exact_float = || {
@@ -15,15 +14,14 @@ pub fn size(n: &serde_json::Number, max: u64) -> Result<u64, ApiError> {
             .and_then(|v| u64::try_from(v).ok())
     };
     let v = n.as_u64().or_else(exact_float).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_size",
+        ApiError::new(
+            ProblemCode::InvalidSize,
             format!("size must be a whole number of bytes >= 0, got {n}"),
         )
     })?;
     if v > max {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "file_too_large",
+            ProblemCode::FileTooLarge,
             format!("{v} bytes is over this server's limit of {max} bytes per file"),
         ));
     }
@@ -34,8 +32,8 @@ pub fn size(n: &serde_json::Number, max: u64) -> Result<u64, ApiError> {
 pub fn sha256_hex(text: &str) -> Result<String, ApiError> {
     let ok = text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
     if !ok {
-        return Err(ApiError::bad_request(
-            "invalid_checksum",
+        return Err(ApiError::new(
+            ProblemCode::InvalidChecksum,
             "a SHA-256 must be 64 hexadecimal digits",
         ));
     }
@@ -45,8 +43,8 @@ pub fn sha256_hex(text: &str) -> Result<String, ApiError> {
 /// `sha256-<hex>` as finalize takes it.
 pub fn checksum(text: &str) -> Result<String, ApiError> {
     let hex = text.strip_prefix("sha256-").ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_checksum",
+        ApiError::new(
+            ProblemCode::InvalidChecksum,
             "checksum must look like sha256-<64 hex digits>",
         )
     })?;
@@ -59,8 +57,8 @@ pub fn content_type(ct: Option<&str>) -> Result<String, ApiError> {
     };
     let ok = ct.len() <= 255 && ct.contains('/') && ct.bytes().all(|b| (0x20..0x7f).contains(&b));
     if !ok {
-        return Err(ApiError::bad_request(
-            "invalid_content_type",
+        return Err(ApiError::new(
+            ProblemCode::InvalidContentType,
             "contentType must be a MIME type such as text/plain",
         ));
     }
@@ -70,12 +68,12 @@ pub fn content_type(ct: Option<&str>) -> Result<String, ApiError> {
 pub fn path(raw: &str) -> Result<String, ApiError> {
     normalize(raw).map_err(|e| {
         let code = match e {
-            PathError::TooLong(_) | PathError::ComponentTooLong(_) => "path_too_long",
+            PathError::TooLong(_) | PathError::ComponentTooLong(_) => ProblemCode::PathTooLong,
             // A name Windows or macOS clients could not create (DESIGN invariant 8).
-            PathError::Unportable(_) => "invalid_name",
-            _ => "invalid_path",
+            PathError::Unportable(_) => ProblemCode::InvalidName,
+            _ => ProblemCode::InvalidPath,
         };
-        ApiError::bad_request(code, e.to_string())
+        ApiError::new(code, e.to_string())
     })
 }
 
@@ -100,8 +98,8 @@ pub fn prefix(raw: &str) -> Result<String, ApiError> {
 /// A client's `parentRev`: absent, 0 (create) or a revision it saw.
 pub fn parent_rev(rev: Option<i64>) -> Result<Expect, ApiError> {
     match rev {
-        Some(n) if n < 0 => Err(ApiError::bad_request(
-            "invalid_parent_rev",
+        Some(n) if n < 0 => Err(ApiError::new(
+            ProblemCode::InvalidParentRev,
             format!("parentRev is a revision (>= 1) or 0 for a new file, got {n}"),
         )),
         other => Ok(Expect::from_parent_rev(other)),
@@ -137,25 +135,52 @@ mod tests {
         assert_eq!(size(&num("0"), 10), Ok(0));
         // JSON Schema counts 7.0 as an integer; so does the server.
         assert_eq!(size(&num("7.0"), 10), Ok(7));
-        assert_eq!(size(&num("-1"), 10).unwrap_err().code, "invalid_size");
-        assert_eq!(size(&num("-1.0"), 10).unwrap_err().code, "invalid_size");
-        assert_eq!(size(&num("1.5"), 10).unwrap_err().code, "invalid_size");
-        assert_eq!(size(&num("1e300"), 10).unwrap_err().code, "invalid_size");
-        assert_eq!(size(&num("11"), 10).unwrap_err().code, "file_too_large");
+        assert_eq!(
+            size(&num("-1"), 10).unwrap_err().code,
+            ProblemCode::InvalidSize
+        );
+        assert_eq!(
+            size(&num("-1.0"), 10).unwrap_err().code,
+            ProblemCode::InvalidSize
+        );
+        assert_eq!(
+            size(&num("1.5"), 10).unwrap_err().code,
+            ProblemCode::InvalidSize
+        );
+        assert_eq!(
+            size(&num("1e300"), 10).unwrap_err().code,
+            ProblemCode::InvalidSize
+        );
+        assert_eq!(
+            size(&num("11"), 10).unwrap_err().code,
+            ProblemCode::FileTooLarge
+        );
     }
 
     #[test]
     fn checksums_need_their_prefix_and_64_hex_digits() {
         let hex = "AB".repeat(32);
         assert_eq!(checksum(&format!("sha256-{hex}")), Ok("ab".repeat(32)));
-        assert_eq!(checksum(&hex).unwrap_err().code, "invalid_checksum");
-        assert_eq!(checksum("sha256-abc").unwrap_err().code, "invalid_checksum");
+        assert_eq!(
+            checksum(&hex).unwrap_err().code,
+            ProblemCode::InvalidChecksum
+        );
+        assert_eq!(
+            checksum("sha256-abc").unwrap_err().code,
+            ProblemCode::InvalidChecksum
+        );
     }
 
     #[test]
     fn paths_map_to_their_own_codes() {
-        assert_eq!(path("../../etc/passwd").unwrap_err().code, "invalid_path");
-        assert_eq!(path(&"x".repeat(300)).unwrap_err().code, "path_too_long");
+        assert_eq!(
+            path("../../etc/passwd").unwrap_err().code,
+            ProblemCode::InvalidPath
+        );
+        assert_eq!(
+            path(&"x".repeat(300)).unwrap_err().code,
+            ProblemCode::PathTooLong
+        );
     }
 
     #[test]
@@ -164,7 +189,7 @@ mod tests {
         assert_eq!(prefix("/").unwrap(), "");
         assert_eq!(prefix("/docs/").unwrap(), "docs/");
         assert_eq!(prefix("docs/rep").unwrap(), "docs/rep");
-        assert_eq!(prefix("../x/").unwrap_err().code, "invalid_path");
+        assert_eq!(prefix("../x/").unwrap_err().code, ProblemCode::InvalidPath);
     }
 
     #[test]
@@ -172,7 +197,10 @@ mod tests {
         assert_eq!(parent_rev(None), Ok(Expect::Any));
         assert_eq!(parent_rev(Some(0)), Ok(Expect::Absent));
         assert_eq!(parent_rev(Some(5)), Ok(Expect::Rev(5)));
-        assert_eq!(parent_rev(Some(-1)).unwrap_err().code, "invalid_parent_rev");
+        assert_eq!(
+            parent_rev(Some(-1)).unwrap_err().code,
+            ProblemCode::InvalidParentRev
+        );
     }
 
     #[test]
@@ -181,11 +209,11 @@ mod tests {
         assert!(content_type(Some("text/plain; charset=utf-8")).is_ok());
         assert_eq!(
             content_type(Some("nonsense")).unwrap_err().code,
-            "invalid_content_type"
+            ProblemCode::InvalidContentType
         );
         assert_eq!(
             content_type(Some("text/\u{7}")).unwrap_err().code,
-            "invalid_content_type"
+            ProblemCode::InvalidContentType
         );
     }
 }

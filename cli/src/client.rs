@@ -3,8 +3,9 @@ use std::path::Path;
 
 use bytes::Bytes;
 use filestore_api::dto::tree::{ChangesMade, ChangesPage, EntryInfo, ListingPage};
-use filestore_api::dto::{BundleResult, BundleResults, Descriptor, FileMetadata};
+use filestore_api::dto::{BundleResult, BundleResults, Descriptor, FileMetadata, FinalizeResponse};
 use filestore_domain::bundle::{self, BundleItem};
+use filestore_domain::{FileId, FileStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -127,7 +128,7 @@ pub struct Client {
 #[serde(rename_all = "camelCase")]
 pub struct Registered {
     pub index: usize,
-    pub file_id: Option<String>,
+    pub file_id: Option<FileId>,
     pub location: Option<String>,
     pub error: Option<Value>,
 }
@@ -288,10 +289,10 @@ impl Client {
 
     pub async fn finalize(
         &self,
-        id: &str,
+        id: &FileId,
         sha256_hex: &str,
         size: u64,
-    ) -> Result<String, ClientError> {
+    ) -> Result<FileStatus, ClientError> {
         Ok(self.finalize_rev(id, sha256_hex, size).await?.0)
     }
 
@@ -326,10 +327,10 @@ impl Client {
     /// Finalize, and the revision the file became at its path.
     pub async fn finalize_rev(
         &self,
-        id: &str,
+        id: &FileId,
         sha256_hex: &str,
         size: u64,
-    ) -> Result<(String, Option<i64>), ClientError> {
+    ) -> Result<(FileStatus, Option<i64>), ClientError> {
         let resp = self
             .http
             .post(self.url(&format!("/v1/files/{id}/finalize")))
@@ -337,9 +338,8 @@ impl Client {
             .json(&json!({ "checksum": format!("sha256-{sha256_hex}"), "size": size }))
             .send()
             .await?;
-        let body: Value = Self::check(resp).await?.json().await?;
-        let status = body["status"].as_str().unwrap_or_default().to_owned();
-        Ok((status, body["rev"].as_i64()))
+        let done: FinalizeResponse = Self::check(resp).await?.json().await?;
+        Ok((done.status, done.rev))
     }
 
     async fn get_query<T: serde::de::DeserializeOwned>(
@@ -506,7 +506,7 @@ impl Client {
     /// Has the server build file `id` from its chunks; returns the SHA-256 it stored.
     pub async fn assemble(
         &self,
-        id: &str,
+        id: &FileId,
         chunks: &[(String, u32)],
     ) -> Result<String, ClientError> {
         let list: Vec<Value> = chunks

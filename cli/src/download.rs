@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use filestore_api::dto::{ChunkLink, Descriptor};
-use filestore_domain::ChunkId;
 use filestore_domain::codec::{decode, decode_authenticated};
 use filestore_domain::keys::SecretKey;
 use futures::StreamExt;
@@ -61,7 +60,7 @@ async fn fetch_plain(
             index: link.index,
             reason,
         };
-        let id: ChunkId = link.id.parse().map_err(|e| bad(format!("{e}")))?;
+        let id = link.id;
         let key = SecretKey::from_hex(&link.key).map_err(|e| bad(e.to_string()))?;
         let plain = match check {
             ChunkCheck::Full => {

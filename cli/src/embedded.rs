@@ -150,7 +150,7 @@ pub async fn start(cfg: EmbeddedConfig) -> anyhow::Result<Running> {
         objects: objects.clone(),
         tenants: tenants.clone(),
         signer: UrlSigner::new(secrets.url_key.clone()),
-        verifier: verifier(&cfg.api, &secrets.jwt_secret)?,
+        verifier: Arc::new(verifier(&cfg.api, &secrets.jwt_secret)?),
         outbox_wake: relay.waker(),
         tree_wake: Arc::default(),
         metrics: metrics_handle(),

@@ -14,6 +14,7 @@ use filestore_cli::production::{self, ApiRoleConfig, SweepCommandConfig, WorkerR
 use filestore_cli::sync::{self, SyncOptions, Syncer};
 use filestore_cli::upload::{collect, upload, wait_settled};
 use filestore_cli::{secrets, token};
+use filestore_domain::FileStatus;
 use filestore_worker::WorkerConfig;
 use std::time::Duration;
 
@@ -266,7 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let unready: Vec<_> = results
                 .iter()
-                .filter(|r| wait && r.status != "ready")
+                .filter(|r| wait && r.status != FileStatus::Ready)
                 .collect();
             for r in &unready {
                 eprintln!("{} ({}) ended {}", r.path, r.file_id, r.status);

@@ -276,7 +276,7 @@ pub async fn run_api(cfg: ApiRoleConfig) -> anyhow::Result<()> {
         objects: b.objects.clone(),
         tenants: b.tenants.clone(),
         signer: UrlSigner::new(url_key),
-        verifier: verifier(&cfg.api, "")?,
+        verifier: Arc::new(verifier(&cfg.api, "")?),
         outbox_wake: relay.waker(),
         tree_wake: Arc::default(),
         metrics: metrics_handle(),

@@ -9,6 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
+use filestore_domain::{FileId, FileStatus};
+
 use crate::client::Client;
 
 /// Files per registration request.
@@ -25,10 +27,10 @@ pub struct LocalFile {
 #[serde(rename_all = "camelCase")]
 pub struct UploadResult {
     pub path: String,
-    pub file_id: String,
+    pub file_id: FileId,
     pub size: u64,
     pub sha256: String,
-    pub status: String,
+    pub status: FileStatus,
 }
 
 /// Expands the arguments: a file uploads under its name, a folder under its name with its
@@ -160,17 +162,17 @@ pub async fn upload(
 /// once it settles, sweeps forward through the ones after it: about one request per file
 /// however many there are, rather than a poll of every file every round.
 pub async fn wait_settled(client: &Client, results: &mut [UploadResult]) -> anyhow::Result<()> {
-    let settled = |s: &str| !matches!(s, "uploading" | "processing");
     let mut delay = Duration::from_millis(20);
     let mut next = 0;
     while next < results.len() {
-        if settled(&results[next].status) {
+        if results[next].status.is_settled() {
             next += 1;
             continue;
         }
-        let status = client.metadata(&results[next].file_id).await?.status;
+        let id = results[next].file_id.to_string();
+        let status = client.metadata(&id).await?.status;
         results[next].status = status;
-        if settled(&results[next].status) {
+        if status.is_settled() {
             delay = Duration::from_millis(20);
         } else {
             tokio::time::sleep(delay).await;

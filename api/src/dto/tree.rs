@@ -1,4 +1,6 @@
 //! Bodies of the tree routes: listings, moves, trash, versions and the change feed.
+use filestore_domain::tree::ChangeKind;
+use filestore_domain::{FileId, FileStatus};
 use filestore_ports::{Change, Entry, Version};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -12,14 +14,16 @@ use super::whole;
 #[serde(rename_all = "camelCase")]
 pub struct EntryInfo {
     pub path: String,
-    pub file_id: String,
+    #[schema(value_type = String)]
+    pub file_id: FileId,
     /// Names this state of the path; send it as `parentRev` to edit, move or delete it.
     pub rev: i64,
     pub size: u64,
     pub sha256: Option<String>,
     pub content_type: String,
     /// The head version's processing status; its content downloads once `ready`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: FileStatus,
     pub modified_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trashed_at: Option<String>,
@@ -29,12 +33,12 @@ impl From<&Entry> for EntryInfo {
     fn from(e: &Entry) -> Self {
         Self {
             path: e.path.clone(),
-            file_id: e.file_id.to_string(),
+            file_id: e.file_id,
             rev: e.rev,
             size: e.size,
             sha256: e.sha256.clone(),
             content_type: e.content_type.clone(),
-            status: e.status.to_string(),
+            status: e.status,
             modified_at: rfc3339(e.modified_at_ms),
             trashed_at: e.trashed_at_ms.map(rfc3339),
         }
@@ -129,15 +133,18 @@ pub struct ChangeInfo {
     /// The change's position in the feed, and the revision it gave `path`.
     pub rev: i64,
     /// create, update, move or delete.
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: ChangeKind,
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from_path: Option<String>,
-    pub file_id: String,
+    #[schema(value_type = String)]
+    pub file_id: FileId,
     pub size: u64,
     pub sha256: Option<String>,
     /// The version's processing status now.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: FileStatus,
     pub at: String,
 }
 
@@ -145,13 +152,13 @@ impl From<&Change> for ChangeInfo {
     fn from(c: &Change) -> Self {
         Self {
             rev: c.seq,
-            kind: c.kind.to_string(),
+            kind: c.kind,
             path: c.path.clone(),
             from_path: c.from_path.clone(),
-            file_id: c.file_id.to_string(),
+            file_id: c.file_id,
             size: c.size,
             sha256: c.sha256.clone(),
-            status: c.status.to_string(),
+            status: c.status,
             at: rfc3339(c.at_ms),
         }
     }
@@ -200,10 +207,12 @@ pub struct ChangesPage {
 #[serde(rename_all = "camelCase")]
 pub struct VersionInfo {
     pub rev: i64,
-    pub file_id: String,
+    #[schema(value_type = String)]
+    pub file_id: FileId,
     pub size: u64,
     pub sha256: Option<String>,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: FileStatus,
     pub created_at: String,
 }
 
@@ -211,10 +220,10 @@ impl From<&Version> for VersionInfo {
     fn from(v: &Version) -> Self {
         Self {
             rev: v.rev,
-            file_id: v.file_id.to_string(),
+            file_id: v.file_id,
             size: v.size,
             sha256: v.sha256.clone(),
-            status: v.status.to_string(),
+            status: v.status,
             created_at: rfc3339(v.created_at_ms),
         }
     }

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use filestore_domain::bundle::{self, Part};
 use futures::StreamExt;
 
@@ -12,7 +12,7 @@ use crate::auth::User;
 use crate::dto::rules::Binary;
 use crate::dto::{BundleResult, BundleResults, FinalizeResponse};
 use crate::encoding::BodyEncoding;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, InternalErrors, Problem, ProblemCode};
 use crate::routes::ApiBytes;
 use crate::routes::upload::{attempt_key, finalize_file, record_attempt, taking_content};
 use crate::state::AppState;
@@ -41,19 +41,19 @@ pub async fn upload_bundle(
     User(owner): User,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
-) -> Result<Json<BundleResults>, ApiError> {
+) -> Result<(InternalErrors, Json<BundleResults>), ApiError> {
     let encoding = BodyEncoding::of(&headers)?;
     let (decoded, parts) = tokio::task::spawn_blocking(move || {
         let decoded = encoding.decode(body, MAX_BUNDLE_BYTES)?;
         let parts = bundle::decode(&decoded)
-            .map_err(|e| ApiError::bad_request("bad_bundle", e.to_string()))?;
+            .map_err(|e| ApiError::new(ProblemCode::BadBundle, e.to_string()))?;
         Ok::<_, ApiError>((Bytes::from(decoded), parts))
     })
     .await
     .map_err(ApiError::internal)??;
     if parts.len() > state.config.max_batch {
-        return Err(ApiError::bad_request(
-            "invalid_batch",
+        return Err(ApiError::new(
+            ProblemCode::InvalidBatch,
             format!(
                 "a bundle holds 1 to {} files, got {}",
                 state.config.max_batch,
@@ -61,29 +61,39 @@ pub async fn upload_bundle(
             ),
         ));
     }
-    let results = futures::stream::iter(parts.into_iter().enumerate())
-        .map(|(index, part)| {
+    let outcomes: Vec<(String, Result<FinalizeResponse, ApiError>)> = futures::stream::iter(parts)
+        .map(|part| {
             let (state, owner, decoded) = (&state, &owner, &decoded);
             async move {
                 let file_id = part.item.file_id.clone();
-                let outcome = store_and_finalize(state, owner, decoded, part).await;
-                let (status, rev, error) = match outcome {
-                    Ok(done) => (Some(done.status), done.rev, None),
-                    Err(e) => (None, None, Some(e.problem())),
-                };
-                BundleResult {
-                    index,
+                (
                     file_id,
-                    status,
-                    rev,
-                    error,
-                }
+                    store_and_finalize(state, owner, decoded, part).await,
+                )
             }
         })
         .buffered(PARALLEL)
         .collect()
         .await;
-    Ok(Json(BundleResults { results }))
+    let mut internal = InternalErrors::default();
+    let results = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(index, (file_id, outcome))| {
+            let (status, rev, error) = match outcome {
+                Ok(done) => (Some(done.status), done.rev, None),
+                Err(e) => (None, None, Some(e.into_item(&mut internal))),
+            };
+            BundleResult {
+                index,
+                file_id,
+                status,
+                rev,
+                error,
+            }
+        })
+        .collect();
+    Ok((internal, Json(BundleResults { results })))
 }
 
 async fn store_and_finalize(
@@ -94,8 +104,8 @@ async fn store_and_finalize(
 ) -> Result<FinalizeResponse, ApiError> {
     let file = taking_content(state, owner, &part.item.file_id).await?;
     if part.item.size != file.size {
-        return Err(ApiError::bad_request(
-            "size_mismatch",
+        return Err(ApiError::new(
+            ProblemCode::SizeMismatch,
             format!(
                 "the bundle holds {} bytes; {} were declared at registration",
                 part.item.size, file.size
@@ -110,8 +120,7 @@ async fn store_and_finalize(
     if !stored.sha256_hex.eq_ignore_ascii_case(&part.item.sha256) {
         state.objects.delete(&attempt_key).await?;
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "checksum_mismatch",
+            ProblemCode::ChecksumMismatch,
             "the bytes do not match the SHA-256 the bundle names",
         ));
     }

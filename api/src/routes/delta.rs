@@ -17,7 +17,7 @@ use crate::auth::User;
 use crate::dto::UploadReceipt;
 use crate::dto::rules::{Binary, Sha256Hex};
 use crate::encoding::BodyEncoding;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, ProblemCode};
 use crate::routes::download::open_chunk;
 use crate::routes::upload::{attempt_key, record_attempt, taking_content};
 use crate::routes::{ApiBytes, ApiJson, ApiPath};
@@ -82,8 +82,8 @@ pub async fn chunking(State(state): State<AppState>, _user: User) -> Json<Chunki
 
 fn hashes(list: &[String]) -> Result<Vec<[u8; 32]>, ApiError> {
     if list.len() > MAX_CHUNKS {
-        return Err(ApiError::bad_request(
-            "too_many_chunks",
+        return Err(ApiError::new(
+            ProblemCode::TooManyChunks,
             format!("at most {MAX_CHUNKS} chunks a request, got {}", list.len()),
         ));
     }
@@ -92,7 +92,7 @@ fn hashes(list: &[String]) -> Result<Vec<[u8; 32]>, ApiError> {
             let hex_text = validate::sha256_hex(h)?;
             let mut out = [0u8; 32];
             hex::decode_to_slice(hex_text, &mut out)
-                .map_err(|e| ApiError::bad_request("invalid_checksum", e.to_string()))?;
+                .map_err(|e| ApiError::new(ProblemCode::InvalidChecksum, e.to_string()))?;
             Ok(out)
         })
         .collect()
@@ -166,16 +166,15 @@ pub async fn put_chunk(
     .await
     .map_err(ApiError::internal)?
     .map_err(|e| match e.code {
-        "body_too_large" => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "chunk_too_large",
+        ProblemCode::BodyTooLarge => ApiError::new(
+            ProblemCode::ChunkTooLarge,
             format!("a chunk is at most {max} bytes"),
         ),
         _ => e,
     })?;
     if actual != claimed {
-        return Err(ApiError::bad_request(
-            "checksum_mismatch",
+        return Err(ApiError::new(
+            ProblemCode::ChecksumMismatch,
             "the chunk does not match the SHA-256 it was sent under",
         ));
     }
@@ -222,8 +221,7 @@ pub async fn assemble(
     // a byte is written: how many chunks it names, each one's length, and their total.
     if req.chunks.len() > state.config.max_assemble_chunks {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_chunks",
+            ProblemCode::TooManyChunksToAssemble,
             format!(
                 "an assembly names at most {} chunks, got {}",
                 state.config.max_assemble_chunks,
@@ -238,8 +236,8 @@ pub async fn assemble(
         .enumerate()
         .find(|(_, c)| c.length == 0 || c.length > max)
     {
-        return Err(ApiError::bad_request(
-            "invalid_chunk_length",
+        return Err(ApiError::new(
+            ProblemCode::InvalidChunkLength,
             format!("chunk {i} says {} bytes; a chunk has 1 to {max}", c.length),
         ));
     }
@@ -252,8 +250,8 @@ pub async fn assemble(
     )?;
     let total: u64 = req.chunks.iter().map(|c| u64::from(c.length)).sum();
     if total != file.size {
-        return Err(ApiError::bad_request(
-            "size_mismatch",
+        return Err(ApiError::new(
+            ProblemCode::SizeMismatch,
             format!(
                 "the chunks add up to {total} bytes; {} were declared",
                 file.size
@@ -272,8 +270,8 @@ pub async fn assemble(
         .into_iter()
         .collect();
     if let Some(i) = ids.iter().position(|id| !known.contains_key(id)) {
-        return Err(ApiError::conflict(
-            "chunk_missing",
+        return Err(ApiError::new(
+            ProblemCode::ChunkMissing,
             format!(
                 "chunk {} ({}) is not stored; send it first",
                 i, req.chunks[i].sha256
@@ -303,5 +301,5 @@ pub async fn assemble(
         .put_stream_exact(&attempt_key, Box::pin(body), file.size)
         .await?;
     record_attempt(&state, &file, &attempt_key, &stored).await?;
-    Ok(Json(UploadReceipt::new(&file.id, &stored)))
+    Ok(Json(UploadReceipt::new(file.id, &stored)))
 }

@@ -20,7 +20,7 @@ use futures::StreamExt;
 use crate::auth::User;
 use crate::dto::rules::{Binary, IdList};
 use crate::dto::{ChunkLink, Descriptor, DescriptorBatch, DescriptorItem, IdsQuery};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, InternalErrors, Problem, ProblemCode};
 use crate::range::{RangeRequest, parse_range};
 use crate::routes::{ApiPath, ApiQuery, live_file};
 use crate::state::AppState;
@@ -33,20 +33,19 @@ fn ensure_downloadable(file: &FileRecord) -> Result<(), ApiError> {
     match file.status {
         FileStatus::Ready => Ok(()),
         FileStatus::Quarantined => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "file_quarantined",
+            ProblemCode::FileQuarantined,
             file.status_reason
                 .clone()
                 .unwrap_or_else(|| "the file was quarantined as malware".into()),
         )),
-        FileStatus::Failed => Err(ApiError::conflict(
-            "file_failed",
+        FileStatus::Failed => Err(ApiError::new(
+            ProblemCode::FileFailed,
             file.status_reason
                 .clone()
                 .unwrap_or_else(|| "processing the file failed".into()),
         )),
-        other => Err(ApiError::conflict(
-            "not_ready",
+        other => Err(ApiError::new(
+            ProblemCode::NotReady,
             format!("the file is {other}; try again when it is ready"),
         )),
     }
@@ -89,7 +88,7 @@ async fn build_descriptor(
             index: c.index,
             offset: c.offset,
             length: c.length,
-            id: c.id.to_string(),
+            id: c.id,
             url,
             key: tenant.chunk_key(&c.sha256).to_hex(),
             sha256: hex::encode(c.sha256),
@@ -97,7 +96,7 @@ async fn build_descriptor(
         });
     }
     Ok(Descriptor {
-        file_id: file.id.to_string(),
+        file_id: file.id,
         path: file.path.clone(),
         size: file.size,
         sha256: file.uploaded_sha256.clone().unwrap_or_default(),
@@ -135,15 +134,16 @@ pub async fn descriptor_batch(
     State(state): State<AppState>,
     User(owner): User,
     ApiQuery(q): ApiQuery<IdsQuery>,
-) -> Result<Json<DescriptorBatch>, ApiError> {
+) -> Result<(InternalErrors, Json<DescriptorBatch>), ApiError> {
     let ids = distinct_ids(&q.id);
     if ids.is_empty() || ids.len() > MAX_BATCH_IDS {
-        return Err(ApiError::bad_request(
-            "invalid_batch",
+        return Err(ApiError::new(
+            ProblemCode::InvalidBatch,
             format!("ask for 1 to {MAX_BATCH_IDS} ids, got {}", ids.len()),
         ));
     }
     let mut files = Vec::with_capacity(ids.len());
+    let mut internal = InternalErrors::default();
     for id in ids {
         let item = match build_descriptor(&state, &owner, id).await {
             Ok(d) => DescriptorItem {
@@ -151,18 +151,18 @@ pub async fn descriptor_batch(
                 descriptor: Some(d),
                 error: None,
             },
-            Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE || e.status.is_server_error() => {
+            Err(e) if e.status().is_server_error() => {
                 return Err(e);
             }
             Err(e) => DescriptorItem {
                 id: id.to_owned(),
                 descriptor: None,
-                error: Some(e.problem()),
+                error: Some(e.into_item(&mut internal)),
             },
         };
         files.push(item);
     }
-    Ok(Json(DescriptorBatch { files }))
+    Ok((internal, Json(DescriptorBatch { files })))
 }
 
 /// Distinct ids in request order (a repeated id is answered once).
@@ -257,8 +257,7 @@ pub async fn content(
         RangeRequest::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end + 1),
         RangeRequest::Unsatisfiable => {
             let mut resp = ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "range_not_satisfiable",
+                ProblemCode::RangeNotSatisfiable,
                 format!("the file has {} bytes", file.size),
             )
             .into_response();
@@ -316,23 +315,18 @@ pub struct SignatureParams {
 fn check_signature(state: &AppState, id: &str, q: &SignatureParams) -> Result<u64, ApiError> {
     let (Some(exp), Some(sig)) = (q.exp.as_deref(), q.sig.as_deref()) else {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing_signature",
+            ProblemCode::MissingSignature,
             "a chunk URL needs its exp and sig parameters; take it from a download descriptor",
         ));
     };
-    let invalid = |e: SignatureError| {
-        ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", e.to_string())
-    };
+    let invalid = |e: SignatureError| ApiError::new(ProblemCode::InvalidSignature, e.to_string());
     let exp: u64 = exp.parse().map_err(|_| invalid(SignatureError::Invalid))?;
     let now = now_secs();
     state
         .signer
         .verify(&chunk_resource(id), exp, sig, now)
         .map_err(|e| match e {
-            SignatureError::Expired => {
-                ApiError::new(StatusCode::FORBIDDEN, "url_expired", e.to_string())
-            }
+            SignatureError::Expired => ApiError::new(ProblemCode::UrlExpired, e.to_string()),
             SignatureError::Invalid => invalid(e),
         })?;
     Ok(exp.saturating_sub(now))
@@ -362,14 +356,14 @@ pub async fn chunk(
     let valid_for = check_signature(&state, &id, &q)?;
     let chunk_id: ChunkId = id
         .parse()
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such chunk"))?;
+        .map_err(|_| ApiError::new(ProblemCode::NotFound, "no such chunk"))?;
     let bytes = state
         .objects
         .get_bytes(&chunk_id.object_key())
         .await
         .map_err(|e| match e {
             filestore_ports::ObjectError::NotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such chunk")
+                ApiError::new(ProblemCode::NotFound, "no such chunk")
             }
             other => other.into(),
         })?;

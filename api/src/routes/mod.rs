@@ -13,7 +13,7 @@ use filestore_domain::{FileId, FileStatus, OwnerId};
 use filestore_ports::FileRecord;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 use crate::state::AppState;
 
 /// `Json<T>` whose rejections are problem documents: `invalid_request` for what does not
@@ -33,8 +33,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Err(rejection) if crate::server::is_body_timeout(&rejection) => {
                 Err(ApiError::request_timeout())
             }
-            Err(rejection) => Err(ApiError::bad_request(
-                "invalid_request",
+            Err(rejection) => Err(ApiError::new(
+                ProblemCode::InvalidRequest,
                 rejection.body_text(),
             )),
         }
@@ -70,13 +70,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Self(v))
-            .map_err(|_| {
-                ApiError::new(
-                    axum::http::StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such resource",
-                )
-            })
+            .map_err(|_| ApiError::new(ProblemCode::NotFound, "no such resource"))
     }
 }
 
@@ -90,7 +84,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Self(v))
-            .map_err(|rejection| ApiError::bad_request("invalid_request", rejection.body_text()))
+            .map_err(|rejection| ApiError::new(ProblemCode::InvalidRequest, rejection.body_text()))
     }
 }
 

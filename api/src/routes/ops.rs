@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::User;
 use crate::dto::UsageResponse;
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 use crate::state::AppState;
 
 /// Liveness: the process serves HTTP.
@@ -59,5 +59,5 @@ pub async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::Ope
 }
 
 pub async fn no_route() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route")
+    ApiError::new(ProblemCode::NoRoute, "no such route")
 }

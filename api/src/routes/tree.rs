@@ -12,7 +12,7 @@ use crate::dto::tree::{
     ListingPage, MoveRequest, PathParam, Purged, RestoreVersionRequest, TrashRequest, VersionInfo,
     VersionList,
 };
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, ProblemCode};
 use crate::routes::{ApiJson, ApiQuery};
 use crate::state::AppState;
 use crate::validate;
@@ -27,8 +27,8 @@ const LONG_POLL_RECHECK: Duration = Duration::from_secs(1);
 fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit.unwrap_or(DEFAULT_PAGE) {
         n @ 1..=MAX_PAGE => Ok(n),
-        n => Err(ApiError::bad_request(
-            "invalid_limit",
+        n => Err(ApiError::new(
+            ProblemCode::InvalidLimit,
             format!("limit is 1 to {MAX_PAGE}, got {n}"),
         )),
     }
@@ -260,8 +260,8 @@ pub async fn changes(
 ) -> Result<Json<ChangesPage>, ApiError> {
     let cursor = q.cursor.unwrap_or(0);
     if cursor < 0 {
-        return Err(ApiError::bad_request(
-            "invalid_cursor",
+        return Err(ApiError::new(
+            ProblemCode::InvalidCursor,
             format!("a cursor is 0 or a cursor the feed gave out, got {cursor}"),
         ));
     }

@@ -21,7 +21,7 @@ use crate::dto::{
     FinalizeRequest, FinalizeResponse, RegisterBatch, RegisterFile, Registered, UploadReceipt,
 };
 use crate::encoding::BodyEncoding;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, InternalErrors, Problem, ProblemCode};
 use crate::routes::{ApiJson, ApiPath, live_file, owned_file};
 use crate::state::AppState;
 use crate::validate;
@@ -94,8 +94,8 @@ async fn direct_upload(state: &AppState, f: &NewFile) -> Result<Option<DirectUpl
 async fn registered(state: &AppState, f: &NewFile) -> Result<Registered, ApiError> {
     let direct_upload = direct_upload(state, f).await?;
     Ok(Registered {
-        file_id: f.id.to_string(),
-        status: FileStatus::Uploading.to_string(),
+        file_id: f.id,
+        status: FileStatus::Uploading,
         location: format!("/v1/files/{}/content", f.id),
         upload_method: "PUT".into(),
         direct_upload,
@@ -108,7 +108,7 @@ async fn complete_direct_multipart(
     file: &FileRecord,
     mp: &CompletedUpload,
 ) -> Result<(), ApiError> {
-    let invalid = |detail: String| ApiError::bad_request("invalid_multipart", detail);
+    let invalid = |detail: String| ApiError::new(ProblemCode::InvalidMultipart, detail);
     if mp.parts.is_empty() {
         return Err(invalid("a multipart upload needs its parts".into()));
     }
@@ -139,8 +139,8 @@ async fn adopt_direct_upload(state: &AppState, file: FileRecord) -> Result<FileR
         return Ok(file);
     };
     if size != file.size {
-        return Err(ApiError::bad_request(
-            "size_mismatch",
+        return Err(ApiError::new(
+            ProblemCode::SizeMismatch,
             format!(
                 "the object in storage has {size} bytes; {} were declared",
                 file.size
@@ -214,8 +214,7 @@ fn within_budget(state: &AppState, pending: u64, size: u64) -> Result<(), ApiErr
         return Ok(());
     }
     Err(ApiError::new(
-        axum::http::StatusCode::INSUFFICIENT_STORAGE,
-        "upload_budget_exceeded",
+        ProblemCode::UploadBudgetExceeded,
         format!(
             "{pending} bytes are registered and not finalized; {size} more would pass the budget of {budget} bytes: finalize or let pending uploads expire first"
         ),
@@ -233,10 +232,10 @@ pub async fn register_batch(
     State(state): State<AppState>,
     User(owner): User,
     ApiJson(req): ApiJson<RegisterBatch>,
-) -> Result<Json<BatchRegistered>, ApiError> {
+) -> Result<(InternalErrors, Json<BatchRegistered>), ApiError> {
     if req.files.is_empty() || req.files.len() > state.config.max_batch {
-        return Err(ApiError::bad_request(
-            "invalid_batch",
+        return Err(ApiError::new(
+            ProblemCode::InvalidBatch,
             format!(
                 "a batch holds 1 to {} files, got {}",
                 state.config.max_batch,
@@ -271,6 +270,7 @@ pub async fn register_batch(
         metrics::counter!("filestore_files_registered_total").increment(valid.len() as u64);
     }
     let mut results = Vec::with_capacity(checked.len());
+    let mut internal = InternalErrors::default();
     for (index, r) in checked.into_iter().enumerate() {
         results.push(match r {
             Ok(f) => BatchItem {
@@ -281,11 +281,11 @@ pub async fn register_batch(
             Err(e) => BatchItem {
                 index,
                 registered: None,
-                error: Some(e.problem()),
+                error: Some(e.into_item(&mut internal)),
             },
         });
     }
-    Ok(Json(BatchRegistered { results }))
+    Ok((internal, Json(BatchRegistered { results })))
 }
 
 /// Stream the raw bytes of a registered file. Returns once they are durably stored. The body
@@ -317,7 +317,7 @@ pub async fn put_content(
         .await?;
     record_attempt(&state, &file, &attempt_key, &stored).await?;
     metrics::counter!("filestore_upload_bytes_total").increment(stored.size);
-    Ok(Json(UploadReceipt::new(&file.id, &stored)))
+    Ok(Json(UploadReceipt::new(file.id, &stored)))
 }
 
 /// A fresh object key for one upload attempt of `file`.
@@ -333,8 +333,8 @@ pub(crate) async fn taking_content(
 ) -> Result<FileRecord, ApiError> {
     let file = owned_file(state, owner, id).await?;
     if file.status != FileStatus::Uploading {
-        return Err(ApiError::conflict(
-            "not_uploading",
+        return Err(ApiError::new(
+            ProblemCode::NotUploading,
             format!(
                 "the file is {}; its content can no longer change",
                 file.status
@@ -359,8 +359,8 @@ pub(crate) async fn record_attempt(
         .is_some_and(|d| d != stored.sha256_hex)
     {
         state.objects.delete(attempt_key).await?;
-        return Err(ApiError::bad_request(
-            "checksum_mismatch",
+        return Err(ApiError::new(
+            ProblemCode::ChecksumMismatch,
             "the bytes do not match the SHA-256 declared at registration",
         ));
     }
@@ -390,8 +390,8 @@ pub(crate) async fn record_attempt(
         Err(e) => {
             state.objects.delete(attempt_key).await?;
             Err(match e {
-                StoreError::NotUploading => ApiError::conflict(
-                    "not_uploading",
+                StoreError::NotUploading => ApiError::new(
+                    ProblemCode::NotUploading,
                     "the file was finalized meanwhile; its content can no longer change",
                 ),
                 other => other.into(),
@@ -403,8 +403,8 @@ pub(crate) async fn record_attempt(
 /// What finalize must see before a file may move on.
 fn check_upload(file: &FileRecord, size: u64, sha: &str) -> Result<(), ApiError> {
     if size != file.size {
-        return Err(ApiError::bad_request(
-            "size_mismatch",
+        return Err(ApiError::new(
+            ProblemCode::SizeMismatch,
             format!(
                 "finalize says {size} bytes; {} were declared at registration",
                 file.size
@@ -413,20 +413,20 @@ fn check_upload(file: &FileRecord, size: u64, sha: &str) -> Result<(), ApiError>
     }
     let (Some(up_size), Some(up_sha)) = (file.uploaded_size, file.uploaded_sha256.as_deref())
     else {
-        return Err(ApiError::conflict(
-            "upload_incomplete",
+        return Err(ApiError::new(
+            ProblemCode::UploadIncomplete,
             "no content has been uploaded for this file yet",
         ));
     };
     if up_size != size {
-        return Err(ApiError::bad_request(
-            "size_mismatch",
+        return Err(ApiError::new(
+            ProblemCode::SizeMismatch,
             format!("the stored object has {up_size} bytes, not {size}"),
         ));
     }
     if up_sha != sha {
-        return Err(ApiError::bad_request(
-            "checksum_mismatch",
+        return Err(ApiError::new(
+            ProblemCode::ChecksumMismatch,
             "the stored object does not match the checksum",
         ));
     }
@@ -473,20 +473,20 @@ pub(crate) async fn finalize_file(
         // A repeated finalize of the same content reports where the file is now.
         return match check_upload(&file, size, sha) {
             Ok(()) => Ok(FinalizeResponse {
-                file_id: file.id.to_string(),
-                status: file.status.to_string(),
+                file_id: file.id,
+                status: file.status,
                 rev: head_rev(state, &file).await?,
             }),
-            Err(_) => Err(ApiError::conflict(
-                "already_finalized",
+            Err(_) => Err(ApiError::new(
+                ProblemCode::AlreadyFinalized,
                 "this file was finalized with other content",
             )),
         };
     }
     check_upload(&file, size, sha)?;
     if state.objects.head(&file.raw_key).await? != Some(size) {
-        return Err(ApiError::conflict(
-            "upload_incomplete",
+        return Err(ApiError::new(
+            ProblemCode::UploadIncomplete,
             "the uploaded object is missing or incomplete",
         ));
     }
@@ -500,8 +500,8 @@ pub(crate) async fn finalize_file(
         .finalize_upload(&file.id, size, sha, announce)
         .await
         .map_err(|e| match e {
-            StoreError::UploadMismatch => ApiError::conflict(
-                "upload_conflict",
+            StoreError::UploadMismatch => ApiError::new(
+                ProblemCode::UploadConflict,
                 "another upload of this file was recorded meanwhile; finalize with its checksum or upload again",
             ),
             other => other.into(),
@@ -515,8 +515,8 @@ pub(crate) async fn finalize_file(
         None => head_rev(state, &file).await?,
     };
     Ok(FinalizeResponse {
-        file_id: file.id.to_string(),
-        status: finalized.status.to_string(),
+        file_id: file.id,
+        status: finalized.status,
         rev,
     })
 }

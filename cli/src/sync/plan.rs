@@ -10,6 +10,7 @@
 //! holds it, so every device decides alike.
 use std::collections::{BTreeMap, BTreeSet};
 
+use filestore_domain::FileStatus;
 use filestore_domain::tree::{ancestors, is_inside};
 
 /// A file in the local folder.
@@ -28,17 +29,20 @@ pub struct Remote {
     pub sha256: String,
     pub size: u64,
     /// Its content can be downloaded only once `ready`.
-    pub status: String,
+    pub status: FileStatus,
 }
 
 impl Remote {
     pub fn ready(&self) -> bool {
-        self.status == "ready"
+        self.status == FileStatus::Ready
     }
 
     /// Never downloadable: quarantined as malware, or failed for good.
     pub fn unavailable(&self) -> bool {
-        matches!(self.status.as_str(), "quarantined" | "failed" | "deleted")
+        matches!(
+            self.status,
+            FileStatus::Quarantined | FileStatus::Failed | FileStatus::Deleted
+        )
     }
 }
 
@@ -97,7 +101,7 @@ pub enum Action {
     Wait { path: String },
     /// The server's head can never be fetched (quarantined as malware, failed for good): the
     /// local side stays as it is, and the pass says so instead of retrying it forever.
-    Unavailable { path: String, status: String },
+    Unavailable { path: String, status: FileStatus },
 }
 
 impl Action {
@@ -324,7 +328,7 @@ fn fetch(path: String, r: &Remote) -> Action {
     } else if r.unavailable() {
         Action::Unavailable {
             path,
-            status: r.status.clone(),
+            status: r.status,
         }
     } else {
         Action::Wait { path }
@@ -429,7 +433,7 @@ mod tests {
             rev,
             sha256: sha.into(),
             size: 1,
-            status: "ready".into(),
+            status: FileStatus::Ready,
         }
     }
 
@@ -586,21 +590,21 @@ mod tests {
     #[test]
     fn a_head_still_processing_is_waited_for() {
         let mut c = Case::new().r("a", "y", 5);
-        c.remote.get_mut("a").unwrap().status = "processing".into();
+        c.remote.get_mut("a").unwrap().status = FileStatus::Processing;
         assert_eq!(c.plan(), vec![Action::Wait { path: "a".into() }]);
     }
 
     #[test]
     fn a_head_that_can_never_be_fetched_is_reported_and_a_local_edit_replaces_it() {
         let mut quarantined = remote("virus", 4);
-        quarantined.status = "quarantined".into();
+        quarantined.status = FileStatus::Quarantined;
         let mut c = Case::new().l("a", "x").b("a", "x", 3);
         c.remote.insert("a".into(), quarantined);
         assert_eq!(
             c.plan(),
             vec![Action::Unavailable {
                 path: "a".into(),
-                status: "quarantined".into()
+                status: FileStatus::Quarantined
             }]
         );
         let mut deleted = c.clone();

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use filestore_api::dto::tree::{ChangeInfo, EntryInfo};
+use filestore_domain::tree::ChangeKind;
 
 use super::local::is_client_dir;
 use super::plan::{Base, Remote};
@@ -18,11 +19,11 @@ const PAGE: u32 = 1000;
 
 fn remote_of(e: &EntryInfo) -> Remote {
     Remote {
-        file_id: e.file_id.clone(),
+        file_id: e.file_id.to_string(),
         rev: e.rev,
         sha256: e.sha256.clone().unwrap_or_default(),
         size: e.size,
-        status: e.status.clone(),
+        status: e.status,
     }
 }
 
@@ -61,13 +62,13 @@ pub fn apply_change(
 ) {
     let older =
         |m: &BTreeMap<String, Remote>, path: &str| m.get(path).is_none_or(|r| r.rev < c.rev);
-    match c.kind.as_str() {
-        "create" | "update" => {
+    match c.kind {
+        ChangeKind::Create | ChangeKind::Update => {
             if usable(&c.path, refused) && older(mirror, &c.path) {
                 mirror.insert(c.path.clone(), remote_of_change(c));
             }
         }
-        "move" => {
+        ChangeKind::Move => {
             if let Some(from) = &c.from_path
                 && usable(from, refused)
                 && older(mirror, from)
@@ -78,22 +79,21 @@ pub fn apply_change(
                 mirror.insert(c.path.clone(), remote_of_change(c));
             }
         }
-        "delete" => {
+        ChangeKind::Delete => {
             if usable(&c.path, refused) && older(mirror, &c.path) {
                 mirror.remove(&c.path);
             }
         }
-        other => tracing::warn!(kind = other, "a change of a kind this client does not know"),
     }
 }
 
 fn remote_of_change(c: &ChangeInfo) -> Remote {
     Remote {
-        file_id: c.file_id.clone(),
+        file_id: c.file_id.to_string(),
         rev: c.rev,
         sha256: c.sha256.clone().unwrap_or_default(),
         size: c.size,
-        status: c.status.clone(),
+        status: c.status,
     }
 }
 
@@ -162,17 +162,18 @@ pub async fn refresh(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use filestore_domain::{FileId, FileStatus};
 
     fn change(kind: &str, path: &str, from: Option<&str>, rev: i64) -> ChangeInfo {
         ChangeInfo {
             rev,
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             path: path.into(),
             from_path: from.map(str::to_owned),
-            file_id: format!("f{rev}"),
+            file_id: FileId::new(),
             size: 1,
             sha256: Some("s".into()),
-            status: "ready".into(),
+            status: FileStatus::Ready,
             at: String::new(),
         }
     }
@@ -236,7 +237,7 @@ mod tests {
     fn a_head_still_processing_that_this_client_needs_calls_for_a_listing() {
         let mut m = BTreeMap::new();
         let mut c = change("create", "a", None, 5);
-        c.status = "processing".into();
+        c.status = FileStatus::Processing;
         apply_change(&mut m, &c, &mut Vec::new());
         let mut base = BTreeMap::new();
         assert!(needs_listing(&m, &base));

@@ -49,7 +49,10 @@ fn remote_from(row: &sqlx::sqlite::SqliteRow) -> Result<(String, Remote), sqlx::
             rev: row.try_get("rev")?,
             sha256: row.try_get("sha256")?,
             size: u64::try_from(row.try_get::<i64, _>("size")?).unwrap_or(0),
-            status: row.try_get("status")?,
+            status: row
+                .try_get::<String, _>("status")?
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         },
     ))
 }
@@ -174,7 +177,7 @@ impl State {
             .bind(r.rev)
             .bind(&r.sha256)
             .bind(to_i64(r.size))
-            .bind(&r.status)
+            .bind(r.status.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -225,7 +228,7 @@ mod tests {
                     rev: 4,
                     sha256: "ab".repeat(32),
                     size: 3,
-                    status: "ready".into(),
+                    status: filestore_domain::FileStatus::Ready,
                 },
             );
             state.save_mirror(&mirror, 9).await.unwrap();
