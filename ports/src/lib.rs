@@ -19,8 +19,7 @@ pub mod tree;
 pub use error::StoreError;
 pub use meta::{
     ChunkRemoval, ChunkWrite, FileRecord, Finalized, MetadataStore, NewFile, OutboxMessage,
-    PendingOutbox,
-    UploadRecord, Usage,
+    PendingOutbox, UploadRecord, Usage,
 };
 pub use objects::{ObjectError, ObjectStore, PutOutcome};
 pub use queue::{Delivery, Queue, QueueError, Subscription};
