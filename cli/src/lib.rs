@@ -2,6 +2,7 @@
 //! subcommands. Tests start the embedded service through [`embedded::start`].
 #![forbid(unsafe_code)]
 
+pub mod bound;
 pub mod client;
 pub mod download;
 pub mod embedded;

@@ -142,6 +142,15 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         idle_secs: u64,
     },
+    /// Time the pipeline's CPU work (chunk, hash, compress, encrypt) on every file of a folder,
+    /// in memory on all cores: the bound `bench/pipeline.sh` compares ingest with. Prints JSON.
+    #[command(hide = true)]
+    BenchBound {
+        dir: PathBuf,
+        /// The worker's chunking and compression settings, as `filestore dev` takes them.
+        #[command(flatten)]
+        worker: WorkerConfig,
+    },
 }
 
 /// This machine's name, for conflicted copies.
@@ -339,6 +348,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchBound { dir, worker } => {
+            let bound =
+                filestore_cli::bound::measure(&dir, worker.chunk_params()?, worker.codec())?;
+            println!("{}", serde_json::to_string(&bound)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Usage => {
