@@ -1,6 +1,7 @@
 //! The embedded queue: messages are rows in the metadata database, so they survive a crash, and
 //! a delivery is a lease: a consumer that dies stops renewing it and the message comes back.
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,7 +20,24 @@ const POLL: Duration = Duration::from_millis(250);
 pub struct SqliteQueue {
     store: SqliteStore,
     lease: Duration,
-    wake: Arc<Notify>,
+    wakers: Wakers,
+}
+
+/// One wake-up per queue: a publish wakes only the consumers of the queues it wrote to. With
+/// one for all, every publish woke every idle consumer of every stage, and each of them then
+/// queued for the single writer to claim nothing.
+#[derive(Clone, Default)]
+struct Wakers(Arc<Mutex<HashMap<String, Arc<Notify>>>>);
+
+impl Wakers {
+    fn of(&self, queue: &str) -> Arc<Notify> {
+        // A poisoned map still holds valid entries: a panic cannot leave one half-inserted.
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.entry(queue.to_owned()).or_default().clone()
+    }
 }
 
 impl SqliteQueue {
@@ -27,7 +45,7 @@ impl SqliteQueue {
         Self {
             store,
             lease,
-            wake: Arc::new(Notify::new()),
+            wakers: Wakers::default(),
         }
     }
 
@@ -76,8 +94,29 @@ impl SqliteQueue {
         i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
     }
 
+    /// Whether `queue` has a message to claim now. A read needs no writer's turn, so a
+    /// consumer that finds nothing never makes the writers wait.
+    async fn has_claimable(&self, queue: &str, now: i64) -> Result<bool, QueueError> {
+        let row = sqlx::query(
+            "SELECT 1 AS found FROM queue_messages
+             WHERE queue = ? AND parked = 0 AND visible_at <= ?
+               AND (leased_until IS NULL OR leased_until < ?)
+             LIMIT 1",
+        )
+        .bind(queue)
+        .bind(now)
+        .bind(now)
+        .fetch_optional(self.store.relaxed_pool())
+        .await
+        .map_err(queue_error)?;
+        Ok(row.is_some())
+    }
+
     async fn claim(&self, queue: &str) -> Result<Option<Delivery>, QueueError> {
         let now = now_ms();
+        if !self.has_claimable(queue, now).await? {
+            return Ok(None);
+        }
         let _w = self.store.write_turn().await;
         let row = sqlx::query(
             "UPDATE queue_messages SET leased_until = ?, deliveries = deliveries + 1
@@ -142,7 +181,7 @@ impl Queue for SqliteQueue {
                 .await
                 .map_err(queue_error)?;
             let now = now_ms();
-            for queue in queues {
+            for queue in &queues {
                 sqlx::query("INSERT INTO queue_messages (queue, routing_key, payload, visible_at) VALUES (?, ?, ?, ?)")
                     .bind(queue)
                     .bind(routing_key)
@@ -153,7 +192,9 @@ impl Queue for SqliteQueue {
             }
             tx.commit().await.map_err(queue_error)?;
         }
-        self.wake.notify_waiters();
+        for queue in queues {
+            self.wakers.of(queue).notify_waiters();
+        }
         Ok(())
     }
 
@@ -161,6 +202,7 @@ impl Queue for SqliteQueue {
         Ok(Box::new(SqliteSubscription {
             queue: self.clone(),
             name: queue,
+            wake: self.wakers.of(queue),
         }))
     }
 
@@ -179,6 +221,7 @@ impl Queue for SqliteQueue {
 struct SqliteSubscription {
     queue: SqliteQueue,
     name: &'static str,
+    wake: Arc<Notify>,
 }
 
 #[async_trait]
@@ -186,7 +229,7 @@ impl Subscription for SqliteSubscription {
     async fn next(&mut self) -> Result<Delivery, QueueError> {
         loop {
             // Register for a wake-up before looking, so a publish in between is not missed.
-            let notified = self.queue.wake.notified();
+            let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(d) = self.queue.claim(self.name).await? {

@@ -267,7 +267,9 @@ async fn a_storage_fault_is_retried_then_the_file_fails_and_its_message_is_parke
         .as_ref()
         .unwrap()
         .queue
-        .parked("filestore.chunk")
+        // One worker runs every stage, so the file went on from the scan stage in one piece
+        // and that stage's message is the one parked.
+        .parked("filestore.scan")
         .await
         .unwrap();
     assert_eq!(parked.len(), 1);

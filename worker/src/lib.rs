@@ -1,5 +1,7 @@
 //! The pipeline: scan, chunk and index stages consuming the queue, each at-least-once and
-//! idempotent, acking only after their side effects are durable.
+//! idempotent, acking only after their side effects are durable. A worker that runs all three
+//! carries a clean file from scan to index itself; the chunk and index queues then serve
+//! workers that run only those stages.
 #![forbid(unsafe_code)]
 
 pub mod clamd;

@@ -81,7 +81,17 @@ fn open_error(id: &FileId, e: ObjectError) -> StageError {
     }
 }
 
-async fn scan(p: &Pipeline, msg: FileMessage) -> Result<(), StageError> {
+/// Whether this worker runs the chunk and index stages too, so a clean file goes on through
+/// them here rather than through the queue: two publishes, claims and acks and two re-reads of
+/// the file fewer per file. A redelivered scan message redoes the whole path, which every step
+/// of it allows (chunks are deduplicated, indexing a file twice changes nothing).
+fn runs_every_stage_after_scan(p: &Pipeline) -> bool {
+    [Stage::Chunk, Stage::Index]
+        .iter()
+        .all(|s| p.config.stages.contains(s))
+}
+
+async fn scan(p: &Arc<Pipeline>, msg: FileMessage) -> Result<(), StageError> {
     let id = msg.file_id;
     let Some(file) = file_in_processing(p, &id, &msg.owner).await? else {
         return Ok(());
@@ -103,6 +113,10 @@ async fn scan(p: &Pipeline, msg: FileMessage) -> Result<(), StageError> {
         .await
         .map_err(|e| transient(&id)(&e))?;
     match verdict {
+        Verdict::Clean if runs_every_stage_after_scan(p) => {
+            let created = chunk_file(p, &file).await?;
+            index_manifest(p, &file, &created.chunks).await?;
+        }
         Verdict::Clean => {
             let body = serde_json::to_vec(&msg).map_err(|e| transient(&id)(&e))?;
             p.queue
@@ -127,10 +141,21 @@ async fn scan(p: &Pipeline, msg: FileMessage) -> Result<(), StageError> {
 }
 
 async fn chunk(p: &Arc<Pipeline>, msg: FileMessage) -> Result<(), StageError> {
-    let id = msg.file_id;
-    let Some(file) = file_in_processing(p, &id, &msg.owner).await? else {
+    let Some(file) = file_in_processing(p, &msg.file_id, &msg.owner).await? else {
         return Ok(());
     };
+    let created = chunk_file(p, &file).await?;
+    let body = serde_json::to_vec(&created).map_err(|e| transient(&file.id)(&e))?;
+    p.queue
+        .publish(routing::CHUNK_CREATED, &body)
+        .await
+        .map_err(|e| transient(&file.id)(&e))
+}
+
+/// Splits `file`'s raw object into chunks and stores those its owner does not have yet; the
+/// manifest that indexing records.
+async fn chunk_file(p: &Arc<Pipeline>, file: &FileRecord) -> Result<ChunksCreated, StageError> {
+    let id = file.id;
     let (Some(expected_size), Some(expected_sha)) =
         (file.uploaded_size, file.uploaded_sha256.clone())
     else {
@@ -203,17 +228,12 @@ async fn chunk(p: &Arc<Pipeline>, msg: FileMessage) -> Result<(), StageError> {
             "raw object no longer matches the verified upload".into(),
         ));
     }
-    let created = ChunksCreated {
+    Ok(ChunksCreated {
         v: messages::SCHEMA_VERSION,
         file_id: id,
         owner: file.owner.clone(),
         chunks: entries,
-    };
-    let body = serde_json::to_vec(&created).map_err(|e| transient(&id)(&e))?;
-    p.queue
-        .publish(routing::CHUNK_CREATED, &body)
-        .await
-        .map_err(|e| transient(&id)(&e))
+    })
 }
 
 /// Hashes one chunk and stores it unless the tenant already has it (see
@@ -266,17 +286,26 @@ pub fn manifest_problem(chunks: &[ChunkEntry], size: u64) -> Option<String> {
 }
 
 async fn index(p: &Pipeline, msg: ChunksCreated) -> Result<(), StageError> {
-    let id = msg.file_id;
-    let Some(file) = file_in_processing(p, &id, &msg.owner).await? else {
+    let Some(file) = file_in_processing(p, &msg.file_id, &msg.owner).await? else {
         return Ok(());
     };
-    if let Some(problem) = manifest_problem(&msg.chunks, file.size) {
+    index_manifest(p, &file, &msg.chunks).await
+}
+
+/// Records `chunks` as `file`'s content, which makes it ready, and drops the raw upload.
+async fn index_manifest(
+    p: &Pipeline,
+    file: &FileRecord,
+    chunks: &[ChunkEntry],
+) -> Result<(), StageError> {
+    let id = file.id;
+    if let Some(problem) = manifest_problem(chunks, file.size) {
         return Err(StageError::Permanent(
             id,
             format!("bad chunk manifest: {problem}"),
         ));
     }
-    match p.store.index_file(&id, &msg.chunks).await {
+    match p.store.index_file(&id, chunks).await {
         Ok(_) => {}
         Err(StoreError::Illegal(_) | StoreError::NotFound(_)) => return Ok(()),
         Err(e) => return Err(transient(&id)(&e)),
