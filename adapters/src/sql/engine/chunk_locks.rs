@@ -151,17 +151,17 @@ impl Drop for RemovalLock {
 #[async_trait]
 impl ChunkRemoval for RemovalLock {
     async fn release(mut self: Box<Self>) -> Result<(), StoreError> {
-        if let RemovalLock::Session { conn, key } = &mut *self {
-            if let Some(mut conn) = conn.take() {
-                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
-                    .bind(CHUNK_LOCK_CLASS)
-                    .bind(*key)
-                    .execute(&mut *conn)
-                    .await;
-                if let Err(e) = unlocked {
-                    conn.close_on_drop();
-                    return Err(db(e));
-                }
+        if let RemovalLock::Session { conn, key } = &mut *self
+            && let Some(mut conn) = conn.take()
+        {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+                .bind(CHUNK_LOCK_CLASS)
+                .bind(*key)
+                .execute(&mut *conn)
+                .await;
+            if let Err(e) = unlocked {
+                conn.close_on_drop();
+                return Err(db(e));
             }
         }
         Ok(())

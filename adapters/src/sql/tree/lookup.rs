@@ -137,10 +137,10 @@ pub(super) async fn targets(
     path: &str,
     trashed: bool,
 ) -> Result<(Vec<Entry>, bool), StoreError> {
-    if let Some(e) = head(conn, owner, path).await? {
-        if e.trashed_at_ms.is_some() == trashed {
-            return Ok((vec![e], false));
-        }
+    if let Some(e) = head(conn, owner, path).await?
+        && e.trashed_at_ms.is_some() == trashed
+    {
+        return Ok((vec![e], false));
     }
     let within = inside(conn, owner, path, trashed, None).await?;
     if within.is_empty() {
