@@ -40,6 +40,13 @@ async fn malformed_registrations_are_refused_with_their_own_codes() {
             "invalid_request",
         ),
         (
+            // Serde reads a struct from an array of its fields; no schema here allows one.
+            "the fields as an array",
+            br#"["a.txt", 1]"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
             "missing size",
             br#"{"path": "a.txt"}"#.to_vec(),
             StatusCode::BAD_REQUEST,

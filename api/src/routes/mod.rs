@@ -25,8 +25,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            // Every body this API takes is an object. Serde would also read a struct from an
+            // array of its fields in order, which no schema allows, so only objects go on.
+            Ok(axum::Json(v)) if !v.is_object() => Err(ApiError::new(
+                ProblemCode::InvalidRequest,
+                "the JSON body must be an object",
+            )),
+            Ok(axum::Json(v)) => serde_json::from_value(v).map(Self).map_err(|e| {
+                ApiError::new(
+                    ProblemCode::InvalidRequest,
+                    format!("Failed to deserialize the JSON body into the target type: {e}"),
+                )
+            }),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
                 ApiError::body_too_large("the JSON body is larger than this route accepts"),
             ),
